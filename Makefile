@@ -1,0 +1,49 @@
+# builder's development loop. `make test` is the test command (README, .ci/run).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup engine parent-image registry infra test test-unit lint bench demo clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# A Docker engine that answers `docker info`; installs and starts Debian's docker.io if needed.
+engine:
+	bash tests/infra/engine.sh
+
+# python:3.11-slim, pulled or built from Debian packages (debootstrap + docker import).
+parent-image: engine
+	bash tests/infra/parent_image.sh
+
+# Debian's docker-registry on 127.0.0.1:5000.
+registry: engine
+	bash tests/infra/registry.sh
+
+infra: engine parent-image registry
+
+test: setup infra
+	$(PY) -m pytest
+
+test-unit: setup
+	$(PY) -m pytest tests/unit
+
+lint: setup
+	$(VENV)/bin/ruff check builder tests
+	$(VENV)/bin/mypy
+
+bench: setup infra
+	$(PY) -m tests.bench
+
+demo: setup infra
+	$(PY) -m tests.demo
+
+clean:
+	rm -rf dist build .pytest_cache .mypy_cache .ruff_cache

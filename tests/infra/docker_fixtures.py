@@ -1,0 +1,1 @@
+"""Pytest fixtures for the Docker engine, parent image and registry."""

@@ -1,0 +1,1 @@
+"""Pytest fixtures for the loopback git, GitHub and GitLab servers."""
