@@ -1,0 +1,34 @@
+"""Printing: results to stdout, builder's own messages to stderr, always redacted."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from builder.secrets import redact
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(redact(json.dumps(data, indent=2, sort_keys=False)) + "\n")
+    sys.stdout.flush()
+
+
+def emit(text: str = "") -> None:
+    sys.stdout.write(redact(text) + "\n")
+    sys.stdout.flush()
+
+
+def message(text: str) -> None:
+    """A line for the person at the terminal (stderr)."""
+    sys.stderr.write(redact(text) + "\n")
+    sys.stderr.flush()
+
+
+def warn(text: str) -> None:
+    message(f"builder: warning: {text}")
+
+
+def table(rows: list[tuple[str, str]]) -> str:
+    width = max((len(key) for key, _ in rows), default=0)
+    return "\n".join(f"{key.ljust(width)}  {value}" for key, value in rows)

@@ -1,0 +1,83 @@
+"""Gather the decision's facts: the checkout, the registered repositories, their remotes.
+
+This is the imperative shell around `decision.decide`: git and the store are read here,
+and nothing else is decided here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from builder.decision import Candidate, Facts
+from builder.errors import BuilderError, RepositoryConfigError
+from builder.repositories.base import BaseCodeRepository, LocalRepositoryContext
+from builder.repositories.git_context import Checkout, GitLocalContext
+from builder.repositories.types import instantiate
+from builder.store import RepositoryRecord, Store
+
+Warn = Callable[[str], None]
+
+
+def gather_facts(project_dir: Path, store: Store, *, no_reuse: bool = False,
+                 warn: Warn | None = None) -> tuple[Facts, dict[str, BaseCodeRepository]]:
+    """Facts for `decide`, and the repository objects that matched (by name)."""
+    records = store.repositories()
+    registered = tuple(r.name for r in records)
+    checkout = Checkout.discover(project_dir)
+    if checkout is None:
+        return Facts(in_git=False, registered=registered, no_reuse=no_reuse), {}
+    if checkout.head is None:
+        return Facts(in_git=True, subdirectory=checkout.subdirectory, registered=registered,
+                     no_reuse=no_reuse), {}
+    contexts = _matching_contexts(records, project_dir, warn)
+    for _, context in contexts:
+        if isinstance(context, GitLocalContext):
+            context.start_checks()
+    dirty_files = tuple(checkout.dirty_files)
+    candidates = tuple(_candidate(record, context) for record, context in contexts)
+    facts = Facts(
+        in_git=True, has_commits=True, commit=checkout.head, subdirectory=checkout.subdirectory,
+        dirty_files=dirty_files, registered=registered,
+        remotes=tuple(dict.fromkeys(r.name for r in checkout.remotes)),
+        candidates=candidates, no_reuse=no_reuse,
+    )
+    return facts, {record.name: context.code_repository for record, context in contexts}
+
+
+def _matching_contexts(records: list[RepositoryRecord], project_dir: Path,
+                       warn: Warn | None) -> list[tuple[RepositoryRecord, LocalRepositoryContext]]:
+    found = []
+    for record in records:
+        try:
+            repository = instantiate(record, project_dir)
+        except RepositoryConfigError as exc:
+            if warn:
+                warn(f"code repository {record.name!r} skipped: {exc}")
+            continue
+        try:
+            context = repository.get_local_context(str(project_dir))
+        except BuilderError:
+            raise
+        except Exception as exc:
+            raise BuilderError(
+                f"code repository {record.name!r}: get_local_context failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        if context is not None:
+            found.append((record, context))
+    return found
+
+
+def _candidate(record: RepositoryRecord, context: LocalRepositoryContext) -> Candidate:
+    if isinstance(context, GitLocalContext):
+        check = context.push_state
+        return Candidate(record.name, context.remote.name, context.remote.display_url,
+                         check.pushed, check.detail)
+    dirty = context.is_dirty
+    unpushed = context.has_local_changes and not dirty
+    return Candidate(
+        record.name, "", "", not unpushed,
+        f"{record.name} reports that commit {context.current_commit[:12]} is not on the remote"
+        if unpushed else "",
+        dirty=dirty,
+    )

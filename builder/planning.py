@@ -1,0 +1,56 @@
+"""From a project directory to a plan: settings, facts, decision."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder.decision import Facts, Plan, decide
+from builder.facts import gather_facts
+from builder.repositories.base import BaseCodeRepository
+from builder.settings import Settings, load_settings
+from builder.store import Store
+
+
+@dataclass(frozen=True)
+class ProjectPlan:
+    settings: Settings
+    facts: Facts
+    plan: Plan
+    repositories: dict[str, BaseCodeRepository]
+
+    @property
+    def repository(self) -> BaseCodeRepository | None:
+        name = self.plan.code_repository
+        return self.repositories.get(name) if name else None
+
+
+def plan_project(path: str | Path, *, no_reuse: bool = False, store: Store | None = None,
+                 warn: Callable[[str], None] | None = None) -> ProjectPlan:
+    settings = load_settings(path)
+    facts, repositories = gather_facts(settings.project_dir, store or Store.default(),
+                                       no_reuse=no_reuse, warn=warn)
+    return ProjectPlan(settings, facts, decide(facts), repositories)
+
+
+def plan_json(plan: Plan, *, checksum: str | None = None, base_image: str | None = None,
+              image: str | None = None, built: list[str] | None = None,
+              pushed: list[str] | None = None, seconds: float = 0.0) -> dict[str, Any]:
+    """DESIGN's JSON object for `status --json` and `build --json`."""
+    return {
+        "mode": plan.mode,
+        "reasons": list(plan.reasons),
+        "code_repository": plan.code_repository,
+        "commit": plan.commit,
+        "subdirectory": plan.subdirectory,
+        "dirty_files": list(plan.dirty_files),
+        "unpushed": plan.unpushed,
+        "checksum": checksum,
+        "base_image": base_image,
+        "image": image,
+        "built": list(built or []),
+        "pushed": list(pushed or []),
+        "seconds": round(seconds, 3),
+    }

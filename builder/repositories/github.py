@@ -1,0 +1,59 @@
+"""GitHub (github.com and GitHub Enterprise) code repositories."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from builder.repositories.hosted import GitRemoteRepository
+from builder.repositories.urls import parse_remote_url, parse_web_url
+
+DEFAULT_URL = "https://github.com"
+PUBLIC_API_URL = "https://api.github.com"
+# github.com also serves ssh on ssh.github.com:443 for networks that block port 22.
+_HOST_ALIASES = {"github.com": {"github.com", "ssh.github.com"}}
+
+
+def default_api_url(url: str) -> str:
+    host, _, _ = parse_web_url(url)
+    if host in ("github.com", "www.github.com"):
+        return PUBLIC_API_URL
+    return url.rstrip("/") + "/api/v3"
+
+
+class GitHubCodeRepository(GitRemoteRepository):
+    type = "github"
+    requirements = ["PyGithub>=2.1"]
+
+    def __init__(self, id: str, name: str, config: Mapping[str, Any]) -> None:
+        super().__init__(id, name, config)
+        self.owner: str = self.config["owner"]
+        self.repository: str = self.config["repository"]
+        self.url: str = self.config.get("url") or DEFAULT_URL
+        self.api_url: str = self.config.get("api_url") or default_api_url(self.url)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.repository}"
+
+    def matches_url(self, url: str) -> bool:
+        remote = parse_remote_url(url)
+        if remote is None or remote.is_local:
+            return False
+        host, port, prefix = parse_web_url(self.url)
+        if remote.host not in _HOST_ALIASES.get(host, {host}):
+            return False
+        if remote.scheme in ("http", "https") and remote.port != port:
+            return False
+        expected = {self.full_name.lower(), f"{prefix}/{self.full_name}".strip("/").lower()}
+        return remote.path.lower() in expected
+
+    def login(self) -> None:
+        from builder.repositories.github_api import login
+
+        login(self)
+
+    def download_files(self, commit: str, directory: str, repo_sub_directory: str | None) -> None:
+        from builder.repositories.github_api import download_files
+
+        download_files(self, commit, directory, repo_sub_directory)

@@ -1,0 +1,50 @@
+"""GitLab (gitlab.com and self-hosted, with subgroups) code repositories."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from builder.repositories.hosted import GitRemoteRepository
+from builder.repositories.urls import parse_remote_url, parse_web_url
+
+DEFAULT_URL = "https://gitlab.com"
+
+
+class GitLabCodeRepository(GitRemoteRepository):
+    type = "gitlab"
+    requirements = ["python-gitlab>=4"]
+
+    def __init__(self, id: str, name: str, config: Mapping[str, Any]) -> None:
+        super().__init__(id, name, config)
+        self.group: str = str(self.config["group"]).strip("/")
+        self.project: str = str(self.config["project"]).strip("/")
+        self.url: str = self.config.get("url") or DEFAULT_URL
+
+    @property
+    def path_with_namespace(self) -> str:
+        return f"{self.group}/{self.project}"
+
+    def matches_url(self, url: str) -> bool:
+        remote = parse_remote_url(url)
+        if remote is None or remote.is_local:
+            return False
+        host, port, prefix = parse_web_url(self.url)
+        if remote.host != host:
+            return False
+        full = self.path_with_namespace.lower()
+        if remote.scheme in ("http", "https"):
+            if remote.port != port:
+                return False
+            return remote.path.lower() in {f"{prefix}/{full}".strip("/"), full}
+        return remote.path.lower() == full
+
+    def login(self) -> None:
+        from builder.repositories.gitlab_api import login
+
+        login(self)
+
+    def download_files(self, commit: str, directory: str, repo_sub_directory: str | None) -> None:
+        from builder.repositories.gitlab_api import download_files
+
+        download_files(self, commit, directory, repo_sub_directory)

@@ -1,0 +1,117 @@
+"""Remote URL parsing and matching across the forms git accepts.
+
+Forms: `https://[user[:token]@]host[:port]/path[.git]`, `http://...`, `ssh://[user@]host[:port]/path`,
+scp-like `[user@]host:path`, `git://host[:port]/path`, `file:///path` and local paths.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*)://")
+_SCP = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>\[[^\]]+\]|[^:/]+):(?P<path>.*)$")
+WEB_SCHEMES = ("http", "https")
+
+
+@dataclass(frozen=True)
+class RemoteURL:
+    """A remote location, normalised: lower-case host, path without slashes or `.git`."""
+
+    scheme: str  # http, https, ssh, git, file
+    host: str  # "" for file
+    port: int | None
+    path: str  # for file: the absolute, real path
+
+    @property
+    def is_local(self) -> bool:
+        return self.scheme == "file"
+
+    def same_place(self, other: RemoteURL, *, case_sensitive_path: bool = True) -> bool:
+        """Whether both name the same repository, whatever the transport."""
+        if self.is_local or other.is_local:
+            return self.is_local and other.is_local and self.path == other.path
+        if self.host != other.host:
+            return False
+        if self.scheme in WEB_SCHEMES and other.scheme in WEB_SCHEMES and self.port and other.port \
+                and self.port != other.port:
+            return False
+        if case_sensitive_path:
+            return self.path == other.path
+        return self.path.lower() == other.path.lower()
+
+
+def parse_remote_url(url: str, *, base_dir: str | None = None) -> RemoteURL | None:
+    """Parse a git remote URL; None when it is not one we understand."""
+    url = url.strip()
+    if not url:
+        return None
+    scheme_match = _SCHEME.match(url)
+    if scheme_match:
+        scheme = scheme_match.group(1).lower()
+        if scheme == "file":
+            return RemoteURL("file", "", None, _real(unquote(urlsplit(url).path)))
+        if scheme.startswith("git+") or scheme.endswith("+git"):
+            scheme = "ssh"
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            return None
+        host = (parts.hostname or "").lower()
+        if not host:
+            return None
+        if scheme in WEB_SCHEMES and port is None:
+            port = 443 if scheme == "https" else 80
+        return RemoteURL(scheme, host, port, _clean_path(unquote(parts.path)))
+    scp = _SCP.match(url)
+    # `C:\x` and `./a:b` are local paths, not scp-like remotes (git's own rule: no slash
+    # before the first colon).
+    if scp and not os.path.isabs(url) and len(scp.group("host")) > 1 and "/" not in url.split(":", 1)[0]:
+        host = scp.group("host").strip("[]").lower()
+        return RemoteURL("ssh", host, None, _clean_path(scp.group("path")))
+    path = os.path.expanduser(url)
+    if not os.path.isabs(path) and base_dir:
+        path = os.path.join(base_dir, path)
+    return RemoteURL("file", "", None, _real(path))
+
+
+def parse_web_url(url: str) -> tuple[str, int, str]:
+    """(host, port, path prefix) of a service's web URL such as https://gitlab.example.com/git."""
+    parsed = parse_remote_url(url)
+    if parsed is None or parsed.scheme not in WEB_SCHEMES:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    assert parsed.port is not None
+    return parsed.host, parsed.port, parsed.path
+
+
+def strip_credentials(url: str) -> str:
+    """The URL without any `user:password@` part, for display and matching."""
+    match = _SCHEME.match(url)
+    if not match:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _clean_path(path: str) -> str:
+    path = path.strip("/")
+    while path.endswith("/"):
+        path = path[:-1]
+    if path.endswith(".git"):
+        path = path[: -len(".git")]
+    return path.strip("/")
+
+
+def _real(path: str) -> str:
+    real = os.path.realpath(path)
+    if real.endswith("/.git") and os.path.isdir(real):
+        real = real[: -len("/.git")]
+    elif real.endswith(".git") and not os.path.exists(real) and os.path.isdir(real[:-4]):
+        real = real[:-4]
+    return real.rstrip("/") or "/"
