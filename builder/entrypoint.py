@@ -1,0 +1,187 @@
+"""The container entrypoint: put the code at the commit in the code dir, then exec the command.
+
+It reads only the container contract's environment (DESIGN "Container contract"), so it
+works the same inside a container, in CI, and in tests:
+
+- BUILDER_CODE_DIR        where the code lives (default /app/code)
+- BUILDER_COMMIT          the commit to run; empty or unset means bake mode (code is in the image)
+- BUILDER_CODE_REPOSITORY {"type", "name", "config"} without secrets
+- BUILDER_SUBDIRECTORY    the project's path inside the repository
+- BUILDER_TOKEN_FILE      a file holding the token (or BUILDER_TOKEN, if the user asks for it)
+- BUILDER_CACHE_DIR       the download cache (a volume when one is mounted)
+- BUILDER_VERIFY_DOWNLOAD "1" to compare the download with the commit's tree listing
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder.atomic import remove_tree, staged_directory
+from builder.errors import BuilderError, UsageError
+from builder.secrets import remember
+
+DEFAULT_CODE_DIR = "/app/code"
+DEFAULT_CACHE_DIR = "/var/cache/builder"
+CACHE_LAYOUT = "v1"
+
+
+@dataclass(frozen=True)
+class Contract:
+    code_dir: Path
+    commit: str | None
+    repository: dict[str, Any] | None
+    subdirectory: str
+    cache_dir: Path
+    token: str | None
+    verify: bool
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Contract:
+        commit = environ.get("BUILDER_COMMIT", "").strip() or None
+        repository = None
+        if commit:
+            raw = environ.get("BUILDER_CODE_REPOSITORY", "")
+            try:
+                repository = json.loads(raw)
+            except json.JSONDecodeError:
+                raise UsageError("BUILDER_CODE_REPOSITORY is not valid JSON") from None
+            if not isinstance(repository, dict) or not {"type", "name"} <= set(repository):
+                raise UsageError('BUILDER_CODE_REPOSITORY must be {"type": ..., "name": ..., "config": {...}}')
+            if not all(c in "0123456789abcdef" for c in commit) or not 7 <= len(commit) <= 64:
+                raise UsageError(f"BUILDER_COMMIT {commit!r} is not a commit hash")
+        subdirectory = environ.get("BUILDER_SUBDIRECTORY", "").strip("/")
+        if subdirectory and (subdirectory.startswith("/") or ".." in subdirectory.split("/")):
+            raise UsageError(f"BUILDER_SUBDIRECTORY {subdirectory!r} must be a relative path")
+        return cls(
+            code_dir=Path(environ.get("BUILDER_CODE_DIR") or DEFAULT_CODE_DIR),
+            commit=commit,
+            repository=repository,
+            subdirectory=subdirectory,
+            cache_dir=Path(environ.get("BUILDER_CACHE_DIR") or _default_cache_dir()),
+            token=_read_token(environ) if commit else None,
+            verify=environ.get("BUILDER_VERIFY_DOWNLOAD", "") in ("1", "true", "yes"),
+        )
+
+    @property
+    def cache_key(self) -> str:
+        assert self.repository is not None
+        identity = {
+            "layout": CACHE_LAYOUT,
+            "type": self.repository["type"],
+            "config": self.repository.get("config") or {},
+            "commit": self.commit,
+            "subdirectory": self.subdirectory,
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def prepare(contract: Contract, log: Any = None) -> Path:
+    """Make the code dir hold the files to run; return it."""
+    if contract.commit is None:
+        if not contract.code_dir.is_dir():
+            raise BuilderError(f"code dir {contract.code_dir} does not exist (bake mode, no commit given)")
+        return contract.code_dir
+    cached = ensure_cached(contract, log)
+    install_private_copy(cached, contract.code_dir)
+    return contract.code_dir
+
+
+def ensure_cached(contract: Contract, log: Any = None) -> Path:
+    """The commit's tree in the cache, downloading it once even with concurrent starters."""
+    cached = contract.cache_dir / contract.cache_key
+    if cached.is_dir():
+        return cached
+    with _locked(contract.cache_dir / f".{contract.cache_key}.lock"):
+        if cached.is_dir():
+            return cached
+        from builder.download import download
+
+        repository = _instantiate(contract)
+        if log:
+            log(f"downloading {contract.repository['name']}@{(contract.commit or '')[:12]}"  # type: ignore[index]
+                + (f" ({contract.subdirectory})" if contract.subdirectory else ""))
+        download(repository, contract.commit or "", cached, contract.subdirectory or None,
+                 verify=contract.verify)
+    return cached
+
+
+def install_private_copy(source: Path, code_dir: Path) -> None:
+    """Copy the cached tree into the code dir atomically; the cache stays untouched by the run."""
+    previous = None
+    with staged_directory(code_dir) as staging:
+        shutil.copytree(source, staging, symlinks=True, dirs_exist_ok=True)
+        if code_dir.exists() or code_dir.is_symlink():
+            previous = code_dir.with_name(f".{code_dir.name}.old-{os.getpid()}")
+            os.rename(code_dir, previous)
+    if previous is not None:
+        remove_tree(previous)
+
+
+def exec_command(command: Sequence[str], code_dir: Path, environ: Mapping[str, str]) -> None:
+    """Replace this process with the user's command, run in the code dir."""
+    if not command:
+        raise UsageError("no command to run: pass one after `--` or set `command` in builder.yaml")
+    env = dict(environ)
+    env.pop("BUILDER_TOKEN", None)
+    existing = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(code_dir) + (os.pathsep + existing if existing else "")
+    os.chdir(code_dir)
+    try:
+        os.execvpe(command[0], list(command), env)
+    except FileNotFoundError:
+        raise BuilderError(f"command not found: {command[0]}") from None
+    except PermissionError:
+        raise BuilderError(f"command is not executable: {command[0]}") from None
+
+
+def _instantiate(contract: Contract) -> Any:
+    from builder.repositories.types import instantiate
+    from builder.store import RepositoryRecord
+
+    spec = contract.repository or {}
+    config = dict(spec.get("config") or {})
+    record = RepositoryRecord(id=str(spec.get("id", "")), name=str(spec["name"]),
+                              type=str(spec["type"]), config=config, token=contract.token)
+    return instantiate(record, project_dir=Path.cwd())
+
+
+def _read_token(environ: Mapping[str, str]) -> str | None:
+    path = environ.get("BUILDER_TOKEN_FILE")
+    if path:
+        try:
+            token = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise BuilderError(f"BUILDER_TOKEN_FILE {path}: cannot be read: {exc.strerror}") from None
+    else:
+        token = environ.get("BUILDER_TOKEN", "").strip()
+    if token:
+        remember(token)
+    return token or None
+
+
+def _default_cache_dir() -> str:
+    if os.access(os.path.dirname(DEFAULT_CACHE_DIR), os.W_OK):
+        return DEFAULT_CACHE_DIR
+    import platformdirs
+
+    return platformdirs.user_cache_dir("builder", appauthor=False)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
