@@ -185,3 +185,29 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def run(command: list[str], environ: Mapping[str, str] | None = None) -> None:
+    """Prepare the code dir and exec the command; returns only by raising."""
+    import sys
+
+    env = os.environ if environ is None else environ
+
+    def log(line: str) -> None:
+        from builder.secrets import redact
+
+        sys.stderr.write(redact(f"builder: {line}") + "\n")
+        sys.stderr.flush()
+
+    contract = Contract.from_environment(env)
+    exec_command(command, prepare(contract, log=log), env)
+
+
+def is_fast_path(argv: Sequence[str]) -> bool:
+    """`builder entrypoint ...` runs at every container start: it skips the CLI framework."""
+    return bool(argv) and argv[0] == "entrypoint" and not ({"--help", "-h"} & set(argv[1:2]))
+
+
+def command_from_argv(argv: Sequence[str]) -> list[str]:
+    rest = list(argv[1:])
+    return rest[1:] if rest[:1] == ["--"] else rest

@@ -7,14 +7,21 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    from builder.entrypoint import command_from_argv, is_fast_path, run
+
+    if is_fast_path(args):
+        try:
+            run(command_from_argv(args))
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes one line
+            _fail(exc)
     import click
 
     from builder.cli.app import app
     from builder.cli.output import message
-    from builder.errors import BuilderError
 
     try:
-        result = app(args=argv, prog_name="builder", standalone_mode=False)
+        result = app(args=args, prog_name="builder", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
@@ -24,19 +31,29 @@ def main(argv: list[str] | None = None) -> None:
         where = exc.ctx.command_path if exc.ctx else "builder"
         message(f"{where}: error: {exc.format_message()}")
         sys.exit(2)
-    except BuilderError as exc:
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes one line
+        _fail(exc)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+def _fail(exc: BaseException) -> None:
+    """Print one redacted line for any failure and exit with its code."""
+    from builder.cli.output import message
+    from builder.errors import BuilderError
+
+    if isinstance(exc, SystemExit):
+        raise exc
+    if isinstance(exc, BuilderError):
         message(f"builder: error: {_one_line(str(exc))}")
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    if isinstance(exc, KeyboardInterrupt):
         message("builder: interrupted")
         sys.exit(130)
-    except Exception as exc:
-        if os.environ.get("BUILDER_DEBUG"):
-            raise
-        message(f"builder: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
-                "(set BUILDER_DEBUG=1 for a traceback)")
-        sys.exit(1)
-    sys.exit(result if isinstance(result, int) else 0)
+    if os.environ.get("BUILDER_DEBUG"):
+        raise exc
+    message(f"builder: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+            "(set BUILDER_DEBUG=1 for a traceback)")
+    sys.exit(1)
 
 
 def _one_line(text: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from builder.cli import code_repository, secret, status
+from builder.cli import code_repository, entrypoint, secret, status
 
 app = typer.Typer(
     name="builder",
@@ -18,3 +18,7 @@ app = typer.Typer(
 app.add_typer(code_repository.app, name="code-repository")
 app.add_typer(secret.app, name="secret")
 app.command("status")(status.status)
+app.command(
+    "entrypoint",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)(entrypoint.entrypoint)
