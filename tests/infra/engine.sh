@@ -66,7 +66,8 @@ apt_install() {
 }
 
 if ! command -v dockerd >/dev/null 2>&1; then
-    apt_install docker.io
+    # docker.io without its recommends (apparmor, needrestart, git, ...), plus two it uses.
+    apt_install docker.io ca-certificates xz-utils
 fi
 command -v docker >/dev/null 2>&1 || { echo "engine: no docker client on PATH after installing docker.io" >&2; exit 1; }
 

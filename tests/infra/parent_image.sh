@@ -15,6 +15,7 @@
 #      and REQUESTS_CA_BUNDLE pointing at it: a pip from PyPI uses its own certifi bundle;
 #    - proxy variables (HTTP(S)_PROXY, NO_PROXY) and an http(s) pip index set on the host
 #      are carried over; file:// indexes are not (they do not exist inside a container).
+# Downloaded .debs are cached in $BUILDER_DEBOOTSTRAP_CACHE (/var/cache/builder-debootstrap).
 # Python there is Debian's 3.11.2, not the official image's latest 3.11.x.
 # Needs root and apt-get for step 3.
 set -euo pipefail
@@ -24,6 +25,8 @@ SUITE=bookworm
 PULL_TIMEOUT=${BUILDER_PULL_TIMEOUT:-20}
 HOST_CA=${BUILDER_HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
 IMAGE_CA=/usr/local/share/ca-certificates/host-ca.crt
+# Downloaded .debs are kept here, so a rebuild on the same machine skips the download.
+DEB_CACHE=${BUILDER_DEBOOTSTRAP_CACHE:-/var/cache/builder-debootstrap}
 IMAGE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 say() { echo "parent-image: $*"; }
@@ -99,7 +102,8 @@ trap cleanup EXIT
 
 say "debootstrap --variant=minbase $SUITE from $MIRROR"
 t=$SECONDS
-if ! debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
+mkdir -p "$DEB_CACHE"
+if ! debootstrap --cache-dir="$DEB_CACHE" --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
     "$SUITE" "$ROOTFS" "$MIRROR" >"$WORK/debootstrap.log" 2>&1; then
     tail -n 30 "$WORK/debootstrap.log" >&2
     [ -f "$ROOTFS/debootstrap/debootstrap.log" ] && tail -n 30 "$ROOTFS/debootstrap/debootstrap.log" >&2
