@@ -1,1 +1,70 @@
-"""Pytest fixtures for the loopback git, GitHub and GitLab servers."""
+"""Pytest fixtures for the loopback git, GitHub and GitLab servers.
+
+Each fixture starts a fresh server for the test on 127.0.0.1 with a dynamic port, an empty
+repositories directory and one random token, and stops it (joining its threads) afterwards, so
+fault switches, counters and repositories never leak between tests.
+
+    def test_x(github_server):
+        repo = github_server.create_repo("octo/proj")          # private by default
+        sha = repo.commit({"a.py": "print(1)\\n", "bin/run": Executable("#!/bin/sh\\n"),
+                           "link": Symlink("a.py")}, "first")
+        repo.push()                                             # to the bare repository
+        Github(base_url=github_server.url, auth=Auth.Token(github_server.token), ...)
+        git clone: repo.clone_url with -c http.extraHeader="Authorization: Bearer <token>"
+        github_server.fail_next(2, status=503); github_server.request_count ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TypeVar
+
+import pytest
+
+from tests.infra.git_server import GitServer
+from tests.infra.github_server import GitHubServer
+from tests.infra.gitlab_server import GitLabServer
+from tests.infra.gitrepos import Executable, RepoHandle, Symlink
+from tests.infra.httpbase import LoopbackServer
+
+S = TypeVar("S", bound=LoopbackServer)
+
+__all__ = [
+    "Executable",
+    "RepoHandle",
+    "Symlink",
+    "git_server",
+    "github_server",
+    "gitlab_server",
+]
+
+
+def _server(cls: type[S], factory: pytest.TempPathFactory) -> Iterator[S]:
+    base = factory.mktemp(f"{cls.kind}-server")
+    server = cls(base / "repos", work_dir=base / "work")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
+    """A :class:`GitServer`: git smart HTTP at ``{url}/{path}.git``, token in ``.token``."""
+    yield from _server(GitServer, tmp_path_factory)
+
+
+@pytest.fixture
+def github_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHubServer]:
+    """A :class:`GitHubServer`: REST API at ``.url`` (PyGithub ``base_url``), git at
+    ``{url}/{owner}/{repo}.git``."""
+    yield from _server(GitHubServer, tmp_path_factory)
+
+
+@pytest.fixture
+def gitlab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitLabServer]:
+    """A :class:`GitLabServer`: API at ``{url}/api/v4`` (python-gitlab url = ``.url``), git at
+    ``{url}/{group path}/{project}.git``."""
+    yield from _server(GitLabServer, tmp_path_factory)
+
