@@ -20,8 +20,10 @@ def main(argv: list[str] | None = None) -> None:
     from builder.cli.app import app
     from builder.cli.output import message
 
+    args, command = _split_command(args)
     try:
-        result = app(args=args, prog_name="builder", standalone_mode=False)
+        result = app(args=args, prog_name="builder", standalone_mode=False,
+                     obj={"command": command})
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
@@ -54,6 +56,14 @@ def _fail(exc: BaseException) -> None:
     message(f"builder: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
             "(set BUILDER_DEBUG=1 for a traceback)")
     sys.exit(1)
+
+
+def _split_command(args: list[str]) -> tuple[list[str], list[str] | None]:
+    """`builder run [PATH] [opts] -- CMD ...`: what follows the first `--` is the command."""
+    if args[:1] == ["run"] and "--" in args:
+        index = args.index("--")
+        return args[:index], args[index + 1:]
+    return args, None
 
 
 def _one_line(text: str) -> str:

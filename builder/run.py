@@ -1,0 +1,186 @@
+"""`builder run`: build as `builder build` does, then run the container with docker-py.
+
+The program's output streams to our stdout and stderr; builder's own lines go to stderr.
+The token reaches the container as a read-only file, never in its environment or command.
+Ctrl-C (or SIGTERM) stops the container; it is removed afterwards in every case.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from builder.errors import EngineError, UsageError
+
+CACHE_VOLUME = "builder-cache"
+CACHE_MOUNT = "/var/cache/builder"
+TOKEN_MOUNT = "/run/secrets/builder-token"
+STOP_TIMEOUT = 10
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    command: tuple[str, ...] = ()
+    network: str | None = None
+    environment: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+    cache_volume: str = CACHE_VOLUME
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything docker needs to start the run's container, with no secret in it."""
+
+    image: str
+    command: list[str]
+    environment: dict[str, str]
+    volumes: dict[str, dict[str, str]] = field(default_factory=dict)
+    network: str | None = None
+    token: str | None = None  # written to a file and mounted; never placed in the spec
+
+
+def parse_environment(items: Sequence[str], environ: Mapping[str, str]) -> dict[str, str]:
+    """`-e K=V` or `-e K` (the value comes from our environment, as with docker run)."""
+    result: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key or any(c.isspace() for c in key):
+            raise UsageError(f"-e {item!r}: expected KEY=VALUE")
+        if key.startswith("BUILDER_"):
+            raise UsageError(f"-e {key}: BUILDER_* variables are set by builder")
+        if not sep:
+            if key not in environ:
+                continue
+            value = environ[key]
+        result[key] = value
+    return result
+
+
+def parse_volumes(items: Sequence[str]) -> dict[str, dict[str, str]]:
+    """`-v SRC:DST[:ro|rw]`; SRC is a host path (made absolute) or a volume name."""
+    result: dict[str, dict[str, str]] = {}
+    for item in items:
+        parts = item.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
+            raise UsageError(f"-v {item!r}: expected SRC:DST[:ro] with an absolute DST")
+        mode = parts[2] if len(parts) == 3 else "rw"
+        if mode not in ("ro", "rw"):
+            raise UsageError(f"-v {item!r}: mode must be ro or rw")
+        source = parts[0]
+        if "/" in source or source.startswith("."):
+            source = str(Path(source).expanduser().resolve())
+            if not Path(source).exists():
+                raise UsageError(f"-v {item!r}: {source} does not exist")
+        result[source] = {"bind": parts[1], "mode": mode}
+    return result
+
+
+def container_spec(image: str, plan: Any, settings: Any, repository_spec: dict[str, Any] | None,
+                   token: str | None, options: RunOptions,
+                   environ: Mapping[str, str]) -> ContainerSpec:
+    """The container for a plan: contract environment, user env and volumes, cache volume."""
+    command = list(options.command or settings.command)
+    if not command:
+        raise UsageError("no command given: pass one after `--` or set `command` in builder.yaml")
+    env = dict(settings.environment)
+    env.update(parse_environment(options.environment, environ))
+    env["BUILDER_CODE_DIR"] = settings.code_dir
+    volumes = parse_volumes(options.volumes)
+    if plan.mode == "reuse":
+        assert repository_spec is not None
+        env.update({
+            "BUILDER_COMMIT": plan.commit,
+            "BUILDER_SUBDIRECTORY": plan.subdirectory,
+            "BUILDER_CODE_REPOSITORY": json.dumps(repository_spec, sort_keys=True),
+            "BUILDER_CACHE_DIR": CACHE_MOUNT,
+        })
+        if settings.verify_download:
+            env["BUILDER_VERIFY_DOWNLOAD"] = "1"
+        if token:
+            env["BUILDER_TOKEN_FILE"] = TOKEN_MOUNT
+        volumes.setdefault(options.cache_volume, {"bind": CACHE_MOUNT, "mode": "rw"})
+    return ContainerSpec(image, command, env, volumes, options.network, token if plan.mode == "reuse" else None)
+
+
+@contextmanager
+def token_file(token: str | None, home: Path) -> Iterator[Path | None]:
+    """A private file holding the token for the life of the run, then removed."""
+    if not token:
+        yield None
+        return
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory = Path(tempfile.mkdtemp(prefix="run-", dir=home))
+    path = directory / "token"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token)
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        directory.rmdir()
+
+
+def run_container(client: Any, spec: ContainerSpec, token_path: Path | None,
+                  log: Any) -> int:
+    """Start the container, stream its output, return its exit code; always remove it."""
+    import docker.errors
+
+    volumes = dict(spec.volumes)
+    if token_path is not None:
+        volumes[str(token_path)] = {"bind": TOKEN_MOUNT, "mode": "ro"}
+    try:
+        container = client.containers.create(
+            spec.image, command=spec.command, environment=spec.environment, volumes=volumes,
+            network_mode=spec.network, labels={"builder.run": "1"}, detach=True,
+        )
+    except docker.errors.ImageNotFound:
+        raise EngineError(f"image {spec.image} is not in the local engine") from None
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot create the container: {exc.explanation or exc}") from None
+    interrupted = False
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        # Attach before start so that no early output is lost.
+        output = container.attach(stdout=True, stderr=True, stream=True, logs=True, demux=True)
+        container.start()
+        _stream(output)
+        return int(container.wait().get("StatusCode", 1))
+    except KeyboardInterrupt:
+        interrupted = True
+        log(f"stopping container {container.short_id}")
+        try:
+            container.stop(timeout=STOP_TIMEOUT)
+        except docker.errors.APIError:
+            pass
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError as exc:
+            if not interrupted:
+                log(f"could not remove container {container.short_id}: {exc}")
+
+
+def _stream(output: Iterator[tuple[bytes | None, bytes | None]]) -> None:
+    for out, err in output:
+        if out:
+            sys.stdout.buffer.write(out)
+            sys.stdout.buffer.flush()
+        if err:
+            sys.stderr.buffer.write(err)
+            sys.stderr.buffer.flush()
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
