@@ -121,7 +121,12 @@ def install_private_copy(source: Path, code_dir: Path) -> None:
         shutil.copytree(source, staging, symlinks=True, dirs_exist_ok=True)
         if code_dir.exists() or code_dir.is_symlink():
             previous = code_dir.with_name(f".{code_dir.name}.old-{os.getpid()}")
-            os.rename(code_dir, previous)
+            try:
+                os.rename(code_dir, previous)
+            except OSError:
+                # overlayfs cannot rename a directory from a lower image layer (EXDEV)
+                remove_tree(code_dir)
+                previous = None
     if previous is not None:
         remove_tree(previous)
 

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -132,7 +133,12 @@ def token_file(token: str | None, home: Path) -> Iterator[Path | None]:
 
 def run_container(client: Any, spec: ContainerSpec, token_path: Path | None,
                   log: Any) -> int:
-    """Start the container, stream its output, return its exit code; always remove it."""
+    """Start the container, stream its output, return its exit code; always remove it.
+
+    SIGINT or SIGTERM stops the container (SIGTERM to the program, SIGKILL after
+    STOP_TIMEOUT) from a side thread while the output keeps streaming, so the program's last
+    lines and its own exit code still arrive. A second signal kills it at once.
+    """
     import docker.errors
 
     volumes = dict(spec.volumes)
@@ -147,29 +153,45 @@ def run_container(client: Any, spec: ContainerSpec, token_path: Path | None,
         raise EngineError(f"image {spec.image} is not in the local engine") from None
     except docker.errors.APIError as exc:
         raise EngineError(f"cannot create the container: {exc.explanation or exc}") from None
-    interrupted = False
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    stopper = _Stopper(container, log)
+    handlers = {sig: signal.signal(sig, stopper.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         # Attach before start so that no early output is lost.
         output = container.attach(stdout=True, stderr=True, stream=True, logs=True, demux=True)
         container.start()
         _stream(output)
         return int(container.wait().get("StatusCode", 1))
-    except KeyboardInterrupt:
-        interrupted = True
-        log(f"stopping container {container.short_id}")
-        try:
-            container.stop(timeout=STOP_TIMEOUT)
-        except docker.errors.APIError:
-            pass
-        return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
         try:
             container.remove(force=True)
         except docker.errors.APIError as exc:
-            if not interrupted:
-                log(f"could not remove container {container.short_id}: {exc}")
+            log(f"could not remove container {container.short_id}: {exc}")
+
+
+class _Stopper:
+    def __init__(self, container: Any, log: Any) -> None:
+        self.container = container
+        self.log = log
+        self.signals = 0
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.signals += 1
+        if self.signals == 1:
+            self.log(f"stopping container {self.container.short_id} (again to kill it)")
+            threading.Thread(target=self._call, args=("stop", {"timeout": STOP_TIMEOUT}),
+                             daemon=True).start()
+        else:
+            threading.Thread(target=self._call, args=("kill", {}), daemon=True).start()
+
+    def _call(self, method: str, kwargs: dict[str, Any]) -> None:
+        import docker.errors
+
+        try:
+            getattr(self.container, method)(**kwargs)
+        except docker.errors.APIError:
+            pass
 
 
 def _stream(output: Iterator[tuple[bytes | None, bytes | None]]) -> None:
@@ -180,7 +202,3 @@ def _stream(output: Iterator[tuple[bytes | None, bytes | None]]) -> None:
         if err:
             sys.stderr.buffer.write(err)
             sys.stderr.buffer.flush()
-
-
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt

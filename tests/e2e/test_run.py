@@ -1,0 +1,201 @@
+"""End to end, in real containers: `builder run` for the git, github and gitlab types.
+
+Each type gets its loopback server (reached from containers over the host network), a
+project clone whose origin is that server, and a registered repository. The tests run in
+file order on that shared story: reuse, a pushed change, a warm start, a dirty bake, exit
+codes and SIGTERM, a wrong token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.gitworld import GIT_IDENTITY, git
+from tests.infra.git_server import GitServer
+from tests.infra.github_server import GitHubServer
+from tests.infra.gitlab_server import GitLabServer
+from tests.infra.httpbase import LoopbackServer
+
+pytestmark = pytest.mark.docker
+
+MAIN = 'import os, sys\nprint("{marker}", os.environ.get("BUILDER_COMMIT", "baked")[:12])\n'
+
+
+@dataclass
+class Story:
+    kind: str
+    server: LoopbackServer
+    project: Path
+    home: Path
+    name: str
+
+    def builder(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "BUILDER_HOME": str(self.home), **GIT_IDENTITY}
+        return subprocess.run([sys.executable, "-m", "builder", *args], env=env, text=True,
+                              capture_output=True, timeout=timeout, check=False)
+
+    def build(self) -> dict[str, Any]:
+        done = self.builder("build", str(self.project), "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def run(self, *command: str) -> subprocess.CompletedProcess[str]:
+        extra = ["--", *command] if command else []
+        return self.builder("run", str(self.project), "--network", "host", *extra)
+
+    def commit_and_push(self, marker: str) -> str:
+        (self.project / "main.py").write_text(MAIN.format(marker=marker))
+        git(self.project, "commit", "-qam", marker)
+        git(self.project, "push", "-q", "origin", "HEAD:main")
+        return git(self.project, "rev-parse", "HEAD")
+
+    def register(self, token: str) -> None:
+        self.builder("code-repository", "delete", "app")
+        args = {
+            "git": ["--type", "git", "--url", f"{self.server.url}/team/app.git"],
+            "github": ["--type", "github", "--owner", "team", "--repository", "app",
+                       "--url", self.server.url],
+            "gitlab": ["--type", "gitlab", "--group", "team", "--project", "app",
+                       "--url", self.server.url],
+        }[self.kind]
+        done = self.builder("code-repository", "register", "app", *args, "--token", token)
+        assert done.returncode == 0, done.stderr
+
+
+SERVERS = {"git": GitServer, "github": GitHubServer, "gitlab": GitLabServer}
+
+
+@pytest.fixture(scope="module", params=sorted(SERVERS))
+def story(request, tmp_path_factory, docker_client, parent_image) -> Iterator[Story]:
+    kind = request.param
+    base = tmp_path_factory.mktemp(f"e2e-{kind}")
+    server = SERVERS[kind](base / "repos", work_dir=base / "work")
+    server.start()
+    try:
+        handle = server.create_repo("team/app")
+        handle.commit({"builder.yaml": f"name: e2e-{kind}\ncommand: [python, main.py]\n",
+                       "main.py": MAIN.format(marker="v1"), "lib/helper.py": "X = 1\n"}, "v1")
+        handle.push()
+        project = base / "project"
+        header = f"http.extraHeader=Authorization: Bearer {server.token}"
+        git(base, "-c", header, "clone", "-q", f"{server.url}/team/app.git", str(project))
+        git(project, "config", "http.extraHeader", f"Authorization: Bearer {server.token}")
+        story = Story(kind, server, project, base / "home", f"e2e-{kind}")
+        story.register(server.token)
+        yield story
+    finally:
+        server.stop()
+        for image in docker_client.images.list(name=f"e2e-{kind}"):
+            for tag in image.tags:
+                docker_client.images.remove(tag, force=True)
+
+
+def test_clean_pushed_project_reuses_and_runs_the_code_at_the_commit(story):
+    info = story.build()
+    head = git(story.project, "rev-parse", "HEAD")
+    assert info["mode"] == "reuse" and info["commit"] == head
+    assert info["image"] == info["base_image"]
+    done = story.run()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["v1", head[:12]]
+
+
+def test_a_pushed_change_runs_with_no_build(story):
+    head = story.commit_and_push("v2")
+    info = story.build()
+    assert info["mode"] == "reuse" and info["built"] == []
+    done = story.run()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["v2", head[:12]]
+    assert "built nothing" in done.stderr
+
+
+def test_a_warm_start_makes_no_request_to_the_server(story):
+    story.server.reset_counts()
+    story.build()
+    decision_requests = story.server.request_count
+    story.server.reset_counts()
+    done = story.run()
+    assert done.returncode == 0 and done.stdout.startswith("v2"), done.stderr
+    # the run asks the remote what `build` asks it; the container itself asks nothing
+    assert story.server.request_count == decision_requests
+
+
+def test_a_dirty_change_is_baked_and_runs(story):
+    (story.project / "main.py").write_text(MAIN.format(marker="dirty"))
+    try:
+        info = story.build()
+        assert info["mode"] == "bake" and info["dirty_files"] == ["main.py"]
+        assert info["image"].startswith(f"{story.name}:code-")
+        done = story.run()
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["dirty", "baked"]
+        assert story.build()["built"] == []
+    finally:
+        git(story.project, "checkout", "--", "main.py")
+
+
+def test_the_exit_code_reaches_the_caller(story):
+    done = story.run("python", "-c", "import sys; print('bye'); sys.exit(7)")
+    assert done.returncode == 7
+    assert done.stdout.strip() == "bye"
+
+
+def test_sigterm_reaches_the_program_and_no_token_is_visible(story, docker_client):
+    program = (
+        "import signal, sys\n"
+        "def term(*_):\n"
+        "    print('got SIGTERM', flush=True); sys.exit(42)\n"
+        "signal.signal(signal.SIGTERM, term)\n"
+        "print('ready', flush=True)\n"
+        "while True: signal.pause()\n"
+    )
+    env = {**os.environ, "BUILDER_HOME": str(story.home)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "builder", "run", str(story.project), "--network", "host", "--",
+         "python", "-u", "-c", program],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        running = docker_client.containers.list(filters={"label": "builder.run=1"})
+        assert len(running) == 1
+        attrs = json.dumps(running[0].attrs)
+        assert story.server.token not in attrs
+        assert "BUILDER_TOKEN_FILE" in attrs
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "got SIGTERM" in out
+    assert process.returncode == 42, err
+    assert docker_client.containers.list(all=True, filters={"label": "builder.run=1"}) == []
+
+
+def test_a_wrong_token_fails_the_container_clearly(story):
+    head = story.commit_and_push("v3")  # a commit that is not in the cache yet
+    wrong = "wrong-token-0123456789"
+    story.register(wrong)
+    try:
+        done = story.run()
+    finally:
+        story.register(story.server.token)
+    assert done.returncode != 0
+    assert "v3" not in done.stdout
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("builder: error:"), done.stderr
+    assert "Traceback" not in done.stderr
+    assert wrong not in done.stderr and story.server.token not in done.stderr
+    assert head  # the commit was pushed; only the token was wrong
