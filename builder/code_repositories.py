@@ -15,8 +15,9 @@ from builder.store import RepositoryRecord, Store
 OWNED_SECRET_PREFIX = "code-repository-"
 
 
-def register(store: Store, name: str, type_name: str, options: Mapping[str, str],
-             *, cwd: Path) -> RepositoryRecord:
+def register(
+    store: Store, name: str, type_name: str, options: Mapping[str, str], *, cwd: Path
+) -> RepositoryRecord:
     """Validate and store a repository. A literal token goes into the secret store."""
     secrets.validate_name(name, "code repository name")
     config = validate_options(type_name, options, cwd=cwd)
@@ -37,8 +38,12 @@ def register(store: Store, name: str, type_name: str, options: Mapping[str, str]
             elif parsed[0] != secrets.ENV_NAMESPACE:
                 secrets.resolve(token, lookup=state.secrets.get)
         record = RepositoryRecord(
-            id=str(uuid.uuid4()), name=name, type=type_name, config=config,
-            token=token, owned_secret=owned,
+            id=str(uuid.uuid4()),
+            name=name,
+            type=type_name,
+            config=config,
+            token=token,
+            owned_secret=owned,
         )
         state.repositories[name] = record
     return record
@@ -57,7 +62,9 @@ def delete(store: Store, name: str) -> RepositoryRecord:
 def get(store: Store, name: str) -> RepositoryRecord:
     record = store.get_repository(name)
     if record is None:
-        raise NotRegisteredError(f"no code repository named {name!r} (see `builder code-repository list`)")
+        raise NotRegisteredError(
+            f"no code repository named {name!r} (see `builder code-repository list`)"
+        )
     return record
 
 

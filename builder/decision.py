@@ -66,25 +66,33 @@ class Plan:
 Rule = tuple[Callable[[Facts], bool], Callable[[Facts], str]]
 
 RULES: tuple[Rule, ...] = (
-    (lambda f: not f.in_git,
-     lambda f: "the project is not inside a git checkout"),
-    (lambda f: f.in_git and not f.has_commits,
-     lambda f: "the git repository has no commits yet"),
-    (lambda f: f.has_commits and not f.registered,
-     lambda f: "no code repository is registered (see `builder code-repository register`)"),
-    (lambda f: f.has_commits and bool(f.registered) and not f.remotes,
-     lambda f: "the checkout has no git remote"),
-    (lambda f: f.has_commits and bool(f.registered) and bool(f.remotes) and not f.candidates,
-     lambda f: f"no registered code repository ({', '.join(f.registered)}) matches the "
-               f"checkout's remotes ({', '.join(f.remotes)})"),
-    (lambda f: f.has_commits and f.dirty,
-     lambda f: _dirty_reason(f)),
-    (lambda f: f.chosen is not None and f.chosen.pushed is False,
-     lambda f: f.chosen.detail if f.chosen else ""),
-    (lambda f: f.chosen is not None and f.chosen.pushed is None,
-     lambda f: f.chosen.detail if f.chosen else ""),
-    (lambda f: f.no_reuse,
-     lambda f: "--no-reuse was given"),
+    (lambda f: not f.in_git, lambda f: "the project is not inside a git checkout"),
+    (lambda f: f.in_git and not f.has_commits, lambda f: "the git repository has no commits yet"),
+    (
+        lambda f: f.has_commits and not f.registered,
+        lambda f: "no code repository is registered (see `builder code-repository register`)",
+    ),
+    (
+        lambda f: f.has_commits and bool(f.registered) and not f.remotes,
+        lambda f: "the checkout has no git remote",
+    ),
+    (
+        lambda f: f.has_commits and bool(f.registered) and bool(f.remotes) and not f.candidates,
+        lambda f: (
+            f"no registered code repository ({', '.join(f.registered)}) matches the "
+            f"checkout's remotes ({', '.join(f.remotes)})"
+        ),
+    ),
+    (lambda f: f.has_commits and f.dirty, lambda f: _dirty_reason(f)),
+    (
+        lambda f: f.chosen is not None and f.chosen.pushed is False,
+        lambda f: f.chosen.detail if f.chosen else "",
+    ),
+    (
+        lambda f: f.chosen is not None and f.chosen.pushed is None,
+        lambda f: f.chosen.detail if f.chosen else "",
+    ),
+    (lambda f: f.no_reuse, lambda f: "--no-reuse was given"),
 )
 
 

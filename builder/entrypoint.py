@@ -55,7 +55,9 @@ class Contract:
             except json.JSONDecodeError:
                 raise UsageError("BUILDER_CODE_REPOSITORY is not valid JSON") from None
             if not isinstance(repository, dict) or not {"type", "name"} <= set(repository):
-                raise UsageError('BUILDER_CODE_REPOSITORY must be {"type": ..., "name": ..., "config": {...}}')
+                raise UsageError(
+                    'BUILDER_CODE_REPOSITORY must be {"type": ..., "name": ..., "config": {...}}'
+                )
             if not all(c in "0123456789abcdef" for c in commit) or not 7 <= len(commit) <= 64:
                 raise UsageError(f"BUILDER_COMMIT {commit!r} is not a commit hash")
         subdirectory = environ.get("BUILDER_SUBDIRECTORY", "").strip("/")
@@ -88,7 +90,9 @@ def prepare(contract: Contract, log: Any = None) -> Path:
     """Make the code dir hold the files to run; return it."""
     if contract.commit is None:
         if not contract.code_dir.is_dir():
-            raise BuilderError(f"code dir {contract.code_dir} does not exist (bake mode, no commit given)")
+            raise BuilderError(
+                f"code dir {contract.code_dir} does not exist (bake mode, no commit given)"
+            )
         return contract.code_dir
     cached = ensure_cached(contract, log)
     install_private_copy(cached, contract.code_dir)
@@ -107,10 +111,17 @@ def ensure_cached(contract: Contract, log: Any = None) -> Path:
 
         repository = _instantiate(contract)
         if log:
-            log(f"downloading {contract.repository['name']}@{(contract.commit or '')[:12]}"  # type: ignore[index]
-                + (f" ({contract.subdirectory})" if contract.subdirectory else ""))
-        download(repository, contract.commit or "", cached, contract.subdirectory or None,
-                 verify=contract.verify)
+            log(
+                f"downloading {contract.repository['name']}@{(contract.commit or '')[:12]}"  # type: ignore[index]
+                + (f" ({contract.subdirectory})" if contract.subdirectory else "")
+            )
+        download(
+            repository,
+            contract.commit or "",
+            cached,
+            contract.subdirectory or None,
+            verify=contract.verify,
+        )
     return cached
 
 
@@ -154,8 +165,13 @@ def _instantiate(contract: Contract) -> Any:
 
     spec = contract.repository or {}
     config = dict(spec.get("config") or {})
-    record = RepositoryRecord(id=str(spec.get("id", "")), name=str(spec["name"]),
-                              type=str(spec["type"]), config=config, token=contract.token)
+    record = RepositoryRecord(
+        id=str(spec.get("id", "")),
+        name=str(spec["name"]),
+        type=str(spec["type"]),
+        config=config,
+        token=contract.token,
+    )
     return instantiate(record, project_dir=Path.cwd())
 
 
@@ -165,7 +181,9 @@ def _read_token(environ: Mapping[str, str]) -> str | None:
         try:
             token = Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise BuilderError(f"BUILDER_TOKEN_FILE {path}: cannot be read: {exc.strerror}") from None
+            raise BuilderError(
+                f"BUILDER_TOKEN_FILE {path}: cannot be read: {exc.strerror}"
+            ) from None
     else:
         token = environ.get("BUILDER_TOKEN", "").strip()
     if token:

@@ -19,8 +19,9 @@ from builder.store import RepositoryRecord, Store
 Warn = Callable[[str], None]
 
 
-def gather_facts(project_dir: Path, store: Store, *, no_reuse: bool = False,
-                 warn: Warn | None = None) -> tuple[Facts, dict[str, BaseCodeRepository]]:
+def gather_facts(
+    project_dir: Path, store: Store, *, no_reuse: bool = False, warn: Warn | None = None
+) -> tuple[Facts, dict[str, BaseCodeRepository]]:
     """Facts for `decide`, and the repository objects that matched (by name)."""
     records = store.repositories()
     registered = tuple(r.name for r in records)
@@ -28,8 +29,12 @@ def gather_facts(project_dir: Path, store: Store, *, no_reuse: bool = False,
     if checkout is None:
         return Facts(in_git=False, registered=registered, no_reuse=no_reuse), {}
     if checkout.head is None:
-        return Facts(in_git=True, subdirectory=checkout.subdirectory, registered=registered,
-                     no_reuse=no_reuse), {}
+        return Facts(
+            in_git=True,
+            subdirectory=checkout.subdirectory,
+            registered=registered,
+            no_reuse=no_reuse,
+        ), {}
     contexts = _matching_contexts(records, project_dir, warn)
     for _, context in contexts:
         if isinstance(context, GitLocalContext):
@@ -37,16 +42,22 @@ def gather_facts(project_dir: Path, store: Store, *, no_reuse: bool = False,
     dirty_files = tuple(checkout.dirty_files)
     candidates = tuple(_candidate(record, context) for record, context in contexts)
     facts = Facts(
-        in_git=True, has_commits=True, commit=checkout.head, subdirectory=checkout.subdirectory,
-        dirty_files=dirty_files, registered=registered,
+        in_git=True,
+        has_commits=True,
+        commit=checkout.head,
+        subdirectory=checkout.subdirectory,
+        dirty_files=dirty_files,
+        registered=registered,
         remotes=tuple(dict.fromkeys(r.name for r in checkout.remotes)),
-        candidates=candidates, no_reuse=no_reuse,
+        candidates=candidates,
+        no_reuse=no_reuse,
     )
     return facts, {record.name: context.code_repository for record, context in contexts}
 
 
-def _matching_contexts(records: list[RepositoryRecord], project_dir: Path,
-                       warn: Warn | None) -> list[tuple[RepositoryRecord, LocalRepositoryContext]]:
+def _matching_contexts(
+    records: list[RepositoryRecord], project_dir: Path, warn: Warn | None
+) -> list[tuple[RepositoryRecord, LocalRepositoryContext]]:
     found = []
     for record in records:
         try:
@@ -61,7 +72,8 @@ def _matching_contexts(records: list[RepositoryRecord], project_dir: Path,
             raise
         except Exception as exc:
             raise BuilderError(
-                f"code repository {record.name!r}: get_local_context failed: {type(exc).__name__}: {exc}"
+                f"code repository {record.name!r}: get_local_context failed: "
+                f"{type(exc).__name__}: {exc}"
             ) from exc
         if context is not None:
             found.append((record, context))
@@ -71,13 +83,18 @@ def _matching_contexts(records: list[RepositoryRecord], project_dir: Path,
 def _candidate(record: RepositoryRecord, context: LocalRepositoryContext) -> Candidate:
     if isinstance(context, GitLocalContext):
         check = context.push_state
-        return Candidate(record.name, context.remote.name, context.remote.display_url,
-                         check.pushed, check.detail)
+        return Candidate(
+            record.name, context.remote.name, context.remote.display_url, check.pushed, check.detail
+        )
     dirty = context.is_dirty
     unpushed = context.has_local_changes and not dirty
     return Candidate(
-        record.name, "", "", not unpushed,
+        record.name,
+        "",
+        "",
+        not unpushed,
         f"{record.name} reports that commit {context.current_commit[:12]} is not on the remote"
-        if unpushed else "",
+        if unpushed
+        else "",
         dirty=dirty,
     )

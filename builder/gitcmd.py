@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -43,7 +44,9 @@ class GitProcess:
             out, err = self.process.communicate(self.stdin, timeout=self.timeout)
         except subprocess.TimeoutExpired:
             _kill(self.process)
-            raise GitError(f"`git {' '.join(self.args[:2])}` timed out after {self.timeout:g} s") from None
+            raise GitError(
+                f"`git {' '.join(self.args[:2])}` timed out after {self.timeout:g} s"
+            ) from None
         if self.process.returncode != 0:
             message = err.decode("utf-8", "replace").strip().splitlines()
             detail = next((line for line in reversed(message) if line.strip()), "failed")
@@ -51,26 +54,48 @@ class GitProcess:
         return out
 
 
-def start_git(args: Sequence[str], cwd: Path | str, *, timeout: float | None = None,
-              env: Mapping[str, str] | None = None, stdin: bytes | None = None) -> GitProcess:
+def start_git(
+    args: Sequence[str],
+    cwd: Path | str,
+    *,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+) -> GitProcess:
     process = subprocess.Popen(
-        [*_BASE, *args], cwd=cwd, env=git_environment(env),
+        [*_BASE, *args],
+        cwd=cwd,
+        env=git_environment(env),
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     return GitProcess(args, process, timeout, stdin)
 
 
-def run_git(args: Sequence[str], cwd: Path | str, *, timeout: float | None = None,
-            env: Mapping[str, str] | None = None, stdin: bytes | None = None) -> bytes:
+def run_git(
+    args: Sequence[str],
+    cwd: Path | str,
+    *,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+) -> bytes:
     return start_git(args, cwd, timeout=timeout, env=env, stdin=stdin).result()
 
 
 def git_ok(args: Sequence[str], cwd: Path | str) -> bool:
     """Run a git command whose exit status is the answer (e.g. merge-base --is-ancestor)."""
-    completed = subprocess.run([*_BASE, *args], cwd=cwd, env=git_environment(),
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, check=False)
+    completed = subprocess.run(
+        [*_BASE, *args],
+        cwd=cwd,
+        env=git_environment(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
     return completed.returncode == 0
 
 
@@ -79,8 +104,6 @@ def split_z(output: bytes) -> list[str]:
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.communicate()

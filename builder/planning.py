@@ -27,17 +27,30 @@ class ProjectPlan:
         return self.repositories.get(name) if name else None
 
 
-def plan_project(path: str | Path, *, no_reuse: bool = False, store: Store | None = None,
-                 warn: Callable[[str], None] | None = None) -> ProjectPlan:
+def plan_project(
+    path: str | Path,
+    *,
+    no_reuse: bool = False,
+    store: Store | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> ProjectPlan:
     settings = load_settings(path)
-    facts, repositories = gather_facts(settings.project_dir, store or Store.default(),
-                                       no_reuse=no_reuse, warn=warn)
+    facts, repositories = gather_facts(
+        settings.project_dir, store or Store.default(), no_reuse=no_reuse, warn=warn
+    )
     return ProjectPlan(settings, facts, decide(facts), repositories)
 
 
-def plan_json(plan: Plan, *, checksum: str | None = None, base_image: str | None = None,
-              image: str | None = None, built: list[str] | None = None,
-              pushed: list[str] | None = None, seconds: float = 0.0) -> dict[str, Any]:
+def plan_json(
+    plan: Plan,
+    *,
+    checksum: str | None = None,
+    base_image: str | None = None,
+    image: str | None = None,
+    built: list[str] | None = None,
+    pushed: list[str] | None = None,
+    seconds: float = 0.0,
+) -> dict[str, Any]:
     """DESIGN's JSON object for `status --json` and `build --json`."""
     return {
         "mode": plan.mode,

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -85,9 +85,15 @@ def parse_volumes(items: Sequence[str]) -> dict[str, dict[str, str]]:
     return result
 
 
-def container_spec(image: str, plan: Any, settings: Any, repository_spec: dict[str, Any] | None,
-                   token: str | None, options: RunOptions,
-                   environ: Mapping[str, str]) -> ContainerSpec:
+def container_spec(
+    image: str,
+    plan: Any,
+    settings: Any,
+    repository_spec: dict[str, Any] | None,
+    token: str | None,
+    options: RunOptions,
+    environ: Mapping[str, str],
+) -> ContainerSpec:
     """The container for a plan: contract environment, user env and volumes, cache volume."""
     command = list(options.command or settings.command)
     if not command:
@@ -98,18 +104,22 @@ def container_spec(image: str, plan: Any, settings: Any, repository_spec: dict[s
     volumes = parse_volumes(options.volumes)
     if plan.mode == "reuse":
         assert repository_spec is not None
-        env.update({
-            "BUILDER_COMMIT": plan.commit,
-            "BUILDER_SUBDIRECTORY": plan.subdirectory,
-            "BUILDER_CODE_REPOSITORY": json.dumps(repository_spec, sort_keys=True),
-            "BUILDER_CACHE_DIR": CACHE_MOUNT,
-        })
+        env.update(
+            {
+                "BUILDER_COMMIT": plan.commit,
+                "BUILDER_SUBDIRECTORY": plan.subdirectory,
+                "BUILDER_CODE_REPOSITORY": json.dumps(repository_spec, sort_keys=True),
+                "BUILDER_CACHE_DIR": CACHE_MOUNT,
+            }
+        )
         if settings.verify_download:
             env["BUILDER_VERIFY_DOWNLOAD"] = "1"
         if token:
             env["BUILDER_TOKEN_FILE"] = TOKEN_MOUNT
         volumes.setdefault(options.cache_volume, {"bind": CACHE_MOUNT, "mode": "rw"})
-    return ContainerSpec(image, command, env, volumes, options.network, token if plan.mode == "reuse" else None)
+    return ContainerSpec(
+        image, command, env, volumes, options.network, token if plan.mode == "reuse" else None
+    )
 
 
 @contextmanager
@@ -131,8 +141,7 @@ def token_file(token: str | None, home: Path) -> Iterator[Path | None]:
         directory.rmdir()
 
 
-def run_container(client: Any, spec: ContainerSpec, token_path: Path | None,
-                  log: Any) -> int:
+def run_container(client: Any, spec: ContainerSpec, token_path: Path | None, log: Any) -> int:
     """Start the container, stream its output, return its exit code; always remove it.
 
     SIGINT or SIGTERM stops the container (SIGTERM to the program, SIGKILL after
@@ -146,15 +155,22 @@ def run_container(client: Any, spec: ContainerSpec, token_path: Path | None,
         volumes[str(token_path)] = {"bind": TOKEN_MOUNT, "mode": "ro"}
     try:
         container = client.containers.create(
-            spec.image, command=spec.command, environment=spec.environment, volumes=volumes,
-            network_mode=spec.network, labels={"builder.run": "1"}, detach=True,
+            spec.image,
+            command=spec.command,
+            environment=spec.environment,
+            volumes=volumes,
+            network_mode=spec.network,
+            labels={"builder.run": "1"},
+            detach=True,
         )
     except docker.errors.ImageNotFound:
         raise EngineError(f"image {spec.image} is not in the local engine") from None
     except docker.errors.APIError as exc:
         raise EngineError(f"cannot create the container: {exc.explanation or exc}") from None
     stopper = _Stopper(container, log)
-    handlers = {sig: signal.signal(sig, stopper.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {
+        sig: signal.signal(sig, stopper.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         # Attach before start so that no early output is lost.
         output = container.attach(stdout=True, stderr=True, stream=True, logs=True, demux=True)
@@ -180,18 +196,17 @@ class _Stopper:
         self.signals += 1
         if self.signals == 1:
             self.log(f"stopping container {self.container.short_id} (again to kill it)")
-            threading.Thread(target=self._call, args=("stop", {"timeout": STOP_TIMEOUT}),
-                             daemon=True).start()
+            threading.Thread(
+                target=self._call, args=("stop", {"timeout": STOP_TIMEOUT}), daemon=True
+            ).start()
         else:
             threading.Thread(target=self._call, args=("kill", {}), daemon=True).start()
 
     def _call(self, method: str, kwargs: dict[str, Any]) -> None:
         import docker.errors
 
-        try:
+        with suppress(docker.errors.APIError):
             getattr(self.container, method)(**kwargs)
-        except docker.errors.APIError:
-            pass
 
 
 def _stream(output: Iterator[tuple[bytes | None, bytes | None]]) -> None:

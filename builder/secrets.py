@@ -85,8 +85,9 @@ def redact(text: str) -> str:
 SecretLookup = Callable[[str], Mapping[str, str] | None]
 
 
-def resolve(value: str | None, lookup: SecretLookup | None = None,
-            environ: Mapping[str, str] | None = None) -> str | None:
+def resolve(
+    value: str | None, lookup: SecretLookup | None = None, environ: Mapping[str, str] | None = None
+) -> str | None:
     """Resolve a `{{name.key}}` or `{{env.NAME}}` reference; return literals unchanged.
 
     `lookup(name)` returns a secret's keys or None. By default it reads the state store
@@ -112,11 +113,14 @@ def resolve(value: str | None, lookup: SecretLookup | None = None,
         secret = lookup(name)
         if secret is None:
             raise SecretReferenceError(
-                f"{value}: no secret named {name!r} (create it with `builder secret create {name} --{key}=...`)"
+                f"{value}: no secret named {name!r} "
+                f"(create it with `builder secret create {name} --{key}=...`)"
             )
         if key not in secret:
             keys = ", ".join(sorted(secret)) or "none"
-            raise SecretReferenceError(f"{value}: secret {name!r} has no key {key!r} (keys: {keys})")
+            raise SecretReferenceError(
+                f"{value}: secret {name!r} has no key {key!r} (keys: {keys})"
+            )
         resolved = secret[key]
     remember(resolved)
     return resolved

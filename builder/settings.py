@@ -16,7 +16,9 @@ DEFAULT_CODE_DIR = "/app/code"
 DEFAULT_REQUIREMENTS = "requirements.txt"
 
 # Docker's grammar for a repository path component, lower case only.
-_NAME_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+_NAME_RE = re.compile(
+    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _APT_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(?:[=:][A-Za-z0-9+.~:\-]+)?$")
 _REGISTRY_RE = re.compile(r"^[A-Za-z0-9.\-]+(?::[0-9]+)?(?:/[a-z0-9._\-/]+)?$")
@@ -56,7 +58,9 @@ def load_settings(project_dir: str | Path) -> Settings:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SettingsError(f"{path}: not found (create it with at least `name: my-project`)") from None
+        raise SettingsError(
+            f"{path}: not found (create it with at least `name: my-project`)"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SettingsError(f"{path}: cannot be read: {exc}") from None
     try:
@@ -75,8 +79,15 @@ def load_settings(project_dir: str | Path) -> Settings:
 
 def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
     known = {
-        "name", "parent_image", "requirements", "apt_packages", "environment",
-        "registry", "code_dir", "command", "verify_download",
+        "name",
+        "parent_image",
+        "requirements",
+        "apt_packages",
+        "environment",
+        "registry",
+        "code_dir",
+        "command",
+        "verify_download",
     }
     for key in data:
         if key not in known:
@@ -93,7 +104,9 @@ def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
     if not isinstance(name, str):
         raise err("name", f"expected a string, got {_kind(name)}")
     if not _NAME_RE.match(name) or len(name) > 128:
-        raise err("name", f"{name!r} is not a valid image name (lower case letters, digits, . _ - /)")
+        raise err(
+            "name", f"{name!r} is not a valid image name (lower case letters, digits, . _ - /)"
+        )
 
     parent_image = _string(data, "parent_image", DEFAULT_PARENT_IMAGE, err)
     if not parent_image or any(c.isspace() for c in parent_image):
@@ -107,7 +120,9 @@ def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
             if not (directory / req).is_file():
                 raise err("requirements", f"file {req!r} not found in {directory}")
     else:
-        requirements = (DEFAULT_REQUIREMENTS,) if (directory / DEFAULT_REQUIREMENTS).is_file() else ()
+        requirements = (
+            (DEFAULT_REQUIREMENTS,) if (directory / DEFAULT_REQUIREMENTS).is_file() else ()
+        )
 
     apt_packages = _string_list(data, "apt_packages", err)
     for pkg in apt_packages:
@@ -136,7 +151,9 @@ def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
     registry = data.get("registry")
     if registry is not None:
         if not isinstance(registry, str):
-            raise err("registry", f"expected a string such as localhost:5000, got {_kind(registry)}")
+            raise err(
+                "registry", f"expected a string such as localhost:5000, got {_kind(registry)}"
+            )
         registry = registry.strip().rstrip("/")
         if "://" in registry or not _REGISTRY_RE.match(registry):
             raise err("registry", f"{registry!r} is not a registry host (e.g. localhost:5000)")
@@ -201,6 +218,11 @@ def _string_list(data: dict[Any, Any], key: str, err: Any) -> tuple[str, ...]:
 
 def _kind(value: object) -> str:
     return {
-        dict: "a mapping", list: "a list", str: "a string", int: "a number",
-        float: "a number", bool: "a boolean", type(None): "nothing",
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+        type(None): "nothing",
     }.get(type(value), type(value).__name__)

@@ -47,15 +47,21 @@ class RepositoryRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "type": self.type, "config": self.config,
-            "token": self.token, "owned_secret": self.owned_secret,
+            "id": self.id,
+            "type": self.type,
+            "config": self.config,
+            "token": self.token,
+            "owned_secret": self.owned_secret,
         }
 
     @classmethod
     def from_json(cls, name: str, data: Mapping[str, Any]) -> RepositoryRecord:
         return cls(
-            id=str(data["id"]), name=name, type=str(data["type"]),
-            config=dict(data.get("config") or {}), token=data.get("token"),
+            id=str(data["id"]),
+            name=name,
+            type=str(data["type"]),
+            config=dict(data.get("config") or {}),
+            token=data.get("token"),
             owned_secret=data.get("owned_secret"),
         )
 
@@ -119,7 +125,9 @@ class Store:
         try:
             return {name: RepositoryRecord.from_json(name, entry) for name, entry in data.items()}
         except (KeyError, TypeError, AttributeError) as exc:
-            raise StoreError(f"{self.repositories_path}: malformed entry ({exc}); fix or remove the file") from None
+            raise StoreError(
+                f"{self.repositories_path}: malformed entry ({exc}); fix or remove the file"
+            ) from None
 
     def _read_secrets(self) -> dict[str, dict[str, str]]:
         path = self.secrets_path
@@ -147,10 +155,13 @@ class Store:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise StoreError(
-                f"{path}: corrupt JSON at line {exc.lineno} column {exc.colno}; fix or remove the file"
+                f"{path}: corrupt JSON at line {exc.lineno} column {exc.colno}; "
+                "fix or remove the file"
             ) from None
         if not isinstance(data, dict) or not isinstance(data.get(section), dict):
-            raise StoreError(f"{path}: not a builder state file (no {section!r} mapping); fix or remove it")
+            raise StoreError(
+                f"{path}: not a builder state file (no {section!r} mapping); fix or remove it"
+            )
         version = data.get("version")
         if version != FORMAT_VERSION:
             raise StoreError(f"{path}: format version {version!r} is not supported by this builder")
@@ -158,12 +169,21 @@ class Store:
 
 
 def _dump_repositories(repositories: Mapping[str, RepositoryRecord]) -> str:
-    return json.dumps(
-        {"version": FORMAT_VERSION,
-         "repositories": {n: r.to_json() for n, r in sorted(repositories.items())}},
-        indent=2, sort_keys=True,
-    ) + "\n"
+    return (
+        json.dumps(
+            {
+                "version": FORMAT_VERSION,
+                "repositories": {n: r.to_json() for n, r in sorted(repositories.items())},
+            },
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n"
+    )
 
 
 def _dump(secret_map: Mapping[str, Mapping[str, str]]) -> str:
-    return json.dumps({"version": FORMAT_VERSION, "secrets": secret_map}, indent=2, sort_keys=True) + "\n"
+    return (
+        json.dumps({"version": FORMAT_VERSION, "secrets": secret_map}, indent=2, sort_keys=True)
+        + "\n"
+    )

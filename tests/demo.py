@@ -18,8 +18,12 @@ import time
 from pathlib import Path
 
 TOKEN = "demo-token-" + os.urandom(8).hex()
-GIT_ENV = {"GIT_AUTHOR_NAME": "Demo", "GIT_AUTHOR_EMAIL": "demo@example.invalid",
-           "GIT_COMMITTER_NAME": "Demo", "GIT_COMMITTER_EMAIL": "demo@example.invalid"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Demo",
+    "GIT_AUTHOR_EMAIL": "demo@example.invalid",
+    "GIT_COMMITTER_NAME": "Demo",
+    "GIT_COMMITTER_EMAIL": "demo@example.invalid",
+}
 
 
 def say(text: str) -> None:
@@ -28,9 +32,20 @@ def say(text: str) -> None:
 
 def start_git_server(repos: Path) -> tuple[subprocess.Popen[str], str]:
     server = subprocess.Popen(
-        [sys.executable, "-m", "tests.infra.git_server", "--port", "0", "--repos", str(repos),
-         "--token", TOKEN],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
+        [
+            sys.executable,
+            "-m",
+            "tests.infra.git_server",
+            "--port",
+            "0",
+            "--repos",
+            str(repos),
+            "--token",
+            TOKEN,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
     )
     assert server.stdout is not None
     line = server.stdout.readline().strip()
@@ -41,8 +56,14 @@ def start_git_server(repos: Path) -> tuple[subprocess.Popen[str], str]:
 
 
 def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV},
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env={**os.environ, **GIT_ENV},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise SystemExit(f"demo: git {' '.join(args)} failed: {done.stderr.strip()}")
     return done.stdout.strip()
@@ -50,8 +71,13 @@ def git(cwd: Path, *args: str) -> str:
 
 def builder(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "builder", *args], env=env, capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "builder", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return done, time.perf_counter() - started
 
 
@@ -70,8 +96,13 @@ def step(title: str, env: dict[str, str], project: Path) -> dict[str, object]:
     for line in run.stdout.splitlines():
         say(f"   program:  {line}")
     say(f"   run:      {run_seconds:.1f} s (container start, code download if any, program)")
-    return {"step": title, "mode": info["mode"], "built": len(info["built"]),
-            "build_s": build_seconds, "run_s": run_seconds}
+    return {
+        "step": title,
+        "mode": info["mode"],
+        "built": len(info["built"]),
+        "build_s": build_seconds,
+        "run_s": run_seconds,
+    }
 
 
 def main() -> None:
@@ -87,8 +118,8 @@ def main() -> None:
             project = root / "app"
             project.mkdir()
             (project / "builder.yaml").write_text(
-                "name: builder-demo\nrequirements: [requirements.txt]\n"
-                "command: [python, main.py]\n")
+                "name: builder-demo\nrequirements: [requirements.txt]\ncommand: [python, main.py]\n"
+            )
             (project / "requirements.txt").write_text("six==1.16.0\n")
             (project / "main.py").write_text('import six\nprint("hello from version 1")\n')
             git(project, "init", "-q", "-b", "main")
@@ -98,8 +129,18 @@ def main() -> None:
             git(project, "remote", "add", "origin", remote)
             git(project, "push", "-q", "-u", "origin", "main")
             say(f"sample project {project}, pushed to {remote}")
-            done, _ = builder(env, "code-repository", "register", "demo", "--type", "git",
-                              "--url", remote, "--token", TOKEN)
+            done, _ = builder(
+                env,
+                "code-repository",
+                "register",
+                "demo",
+                "--type",
+                "git",
+                "--url",
+                remote,
+                "--token",
+                TOKEN,
+            )
             if done.returncode != 0:
                 raise SystemExit(f"demo: register failed: {done.stderr}")
             say("registered code repository 'demo' (git, token kept in the secret store)")
@@ -110,13 +151,16 @@ def main() -> None:
             git(project, "push", "-q")
             rows.append(step("run 2: edit, commit, push", env, project))
             (project / "main.py").write_text(
-                'import six\nprint("hello from my uncommitted edit")\n')
+                'import six\nprint("hello from my uncommitted edit")\n'
+            )
             rows.append(step("run 3: a dirty edit", env, project))
 
             say("\nstep                         mode   images built  build s  run s")
             for row in rows:
-                say(f"{row['step']:<28} {row['mode']:<6} {row['built']:>12}  "
-                    f"{row['build_s']:>7.1f}  {row['run_s']:>5.1f}")
+                say(
+                    f"{row['step']:<28} {row['mode']:<6} {row['built']:>12}  "
+                    f"{row['build_s']:>7.1f}  {row['run_s']:>5.1f}"
+                )
         finally:
             server.terminate()
             server.wait(timeout=10)

@@ -11,14 +11,18 @@ from pathlib import Path
 from typing import Any
 
 GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-    "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@example.invalid",
 }
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> str:
     env = {**os.environ, **GIT_IDENTITY, "GIT_CONFIG_NOSYSTEM": "1"}
-    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
     if check and done.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {done.stderr}")
     return done.stdout.strip()
@@ -46,13 +50,29 @@ class GitWorld:
     def home(self) -> Path:
         return self.root / "home"
 
-    def builder(self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-                timeout: float = 60) -> Result:
-        full_env = {**os.environ, "BUILDER_HOME": str(self.home), **GIT_IDENTITY, **self.env,
-                    **(env or {})}
-        done = subprocess.run([sys.executable, "-m", "builder", *args], cwd=cwd or self.root,
-                              env=full_env, capture_output=True, text=True, timeout=timeout,
-                              check=False)
+    def builder(
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> Result:
+        full_env = {
+            **os.environ,
+            "BUILDER_HOME": str(self.home),
+            **GIT_IDENTITY,
+            **self.env,
+            **(env or {}),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "builder", *args],
+            cwd=cwd or self.root,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         return Result(done.returncode, done.stdout, done.stderr)
 
     def bare(self, name: str) -> Path:
@@ -61,8 +81,13 @@ class GitWorld:
         git(self.root, "init", "-q", "--bare", "-b", "main", str(path))
         return path
 
-    def project(self, name: str = "work", remote: Path | str | None = None,
-                files: dict[str, str] | None = None, subdirectory: str = "") -> Path:
+    def project(
+        self,
+        name: str = "work",
+        remote: Path | str | None = None,
+        files: dict[str, str] | None = None,
+        subdirectory: str = "",
+    ) -> Path:
         """A clone with builder.yaml (in `subdirectory`) committed and pushed to `remote`."""
         work = self.root / name
         git(self.root, "init", "-q", "-b", "main", str(work))

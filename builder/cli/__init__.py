@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> None:
     if is_fast_path(args):
         try:
             run(command_from_argv(args))
-        except BaseException as exc:  # noqa: BLE001 - every failure becomes one line
+        except BaseException as exc:
             _fail(exc)
     import click
 
@@ -22,8 +22,9 @@ def main(argv: list[str] | None = None) -> None:
 
     args, command = _split_command(args)
     try:
-        result = app(args=args, prog_name="builder", standalone_mode=False,
-                     obj={"command": command})
+        result = app(
+            args=args, prog_name="builder", standalone_mode=False, obj={"command": command}
+        )
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         where = exc.ctx.command_path if exc.ctx else "builder"
         message(f"{where}: error: {exc.format_message()}")
         sys.exit(2)
-    except BaseException as exc:  # noqa: BLE001 - every failure becomes one line
+    except BaseException as exc:
         _fail(exc)
     sys.exit(result if isinstance(result, int) else 0)
 
@@ -53,8 +54,10 @@ def _fail(exc: BaseException) -> None:
         sys.exit(130)
     if os.environ.get("BUILDER_DEBUG"):
         raise exc
-    message(f"builder: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
-            "(set BUILDER_DEBUG=1 for a traceback)")
+    message(
+        f"builder: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+        "(set BUILDER_DEBUG=1 for a traceback)"
+    )
     sys.exit(1)
 
 
@@ -62,7 +65,7 @@ def _split_command(args: list[str]) -> tuple[list[str], list[str] | None]:
     """`builder run [PATH] [opts] -- CMD ...`: what follows the first `--` is the command."""
     if args[:1] == ["run"] and "--" in args:
         index = args.index("--")
-        return args[:index], args[index + 1:]
+        return args[:index], args[index + 1 :]
     return args, None
 
 

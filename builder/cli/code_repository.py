@@ -11,8 +11,11 @@ from builder.cli.options import parse_key_values
 from builder.cli.output import emit, emit_json, message, table
 from builder.store import Store
 
-app = typer.Typer(help="Register the remote repositories your code is pushed to.",
-                  no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(
+    help="Register the remote repositories your code is pushed to.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 REGISTER_HELP = """Register a code repository.
 
@@ -27,7 +30,8 @@ custom:  --source module.Class [--token T] [--KEY=VALUE ...]
 
 
 @app.command(
-    "register", help=REGISTER_HELP,
+    "register",
+    help=REGISTER_HELP,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
 def register(

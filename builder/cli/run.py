@@ -33,17 +33,26 @@ def run(
         message(f"builder:   - {reason}")
     repository = project.repository if project.plan.mode == "reuse" else None
     command = (ctx.obj or {}).get("command") or []
-    options = RunOptions(command=tuple(command), network=network, environment=tuple(env),
-                         volumes=tuple(volume))
-    spec = container_spec(result.image, project.plan, project.settings, result.repository_spec,
-                          repository.token if repository else None, options, os.environ)
+    options = RunOptions(
+        command=tuple(command), network=network, environment=tuple(env), volumes=tuple(volume)
+    )
+    spec = container_spec(
+        result.image,
+        project.plan,
+        project.settings,
+        result.repository_spec,
+        repository.token if repository else None,
+        options,
+        os.environ,
+    )
     from builder.images.engine import Engine
 
     engine = Engine.connect()
     try:
         with token_file(spec.token, store.home / "run") as token_path:
-            code = run_container(engine.client, spec, token_path,
-                                 log=lambda line: message(f"builder: {line}"))
+            code = run_container(
+                engine.client, spec, token_path, log=lambda line: message(f"builder: {line}")
+            )
     finally:
         engine.close()
     raise typer.Exit(code)

@@ -10,8 +10,11 @@ from builder.cli.output import emit, emit_json, message
 from builder.errors import NotRegisteredError, UsageError
 from builder.store import Store
 
-app = typer.Typer(help="Store tokens for code repositories ({{name.key}} references).",
-                  no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(
+    help="Store tokens for code repositories ({{name.key}} references).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 
 @app.command("create", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -50,9 +53,13 @@ def delete(name: str = typer.Argument(...)) -> None:
     with Store.default().transaction() as state:
         if state.secrets.pop(name, None) is None:
             raise NotRegisteredError(f"no secret named {name!r}")
-        users = [r.name for r in state.repositories.values()
-                 if r.token and (secrets.parse_reference(r.token) or ("",))[0] == name]
+        users = [
+            r.name
+            for r in state.repositories.values()
+            if r.token and (secrets.parse_reference(r.token) or ("",))[0] == name
+        ]
         if users:
-            raise UsageError(f"secret {name!r} is used by code repository {', '.join(users)}; "
-                             "delete that first")
+            raise UsageError(
+                f"secret {name!r} is used by code repository {', '.join(users)}; delete that first"
+            )
     message(f"deleted secret {name!r}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from builder.repositories.hosted import GitRemoteRepository
 from builder.repositories.urls import parse_remote_url
@@ -11,7 +11,7 @@ from builder.repositories.urls import parse_remote_url
 
 class GitCodeRepository(GitRemoteRepository):
     type = "git"
-    requirements: list[str] = []
+    requirements: ClassVar[list[str]] = []
 
     def __init__(self, id: str, name: str, config: Mapping[str, Any]) -> None:
         super().__init__(id, name, config)

@@ -1,4 +1,4 @@
-"""Facts about a local git checkout: commit, remotes, dirty files, and whether a remote has the commit.
+"""Facts about a local git checkout: commit, remotes, dirty files, and whether a remote has it.
 
 Each fact is computed once per process and checkout. Git runs as subprocesses; the remote
 check (`git ls-remote`) is started early so that it overlaps with the local checks.
@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import ClassVar
 
 from builder.errors import GitError
 from builder.gitcmd import GitProcess, git_ok, run_git, split_z, start_git
@@ -48,7 +49,7 @@ class PushCheck:
 class Checkout:
     """A git work tree as seen from a project directory inside it."""
 
-    _cache: dict[Path, Checkout | None] = {}
+    _cache: ClassVar[dict[Path, Checkout | None]] = {}
 
     def __init__(self, root: Path, project_dir: Path) -> None:
         self.root = root
@@ -82,7 +83,11 @@ class Checkout:
     def head(self) -> str | None:
         """The commit checked out; None in a repository with no commits."""
         try:
-            return run_git(["rev-parse", "-q", "--verify", "HEAD^{commit}"], self.root).decode().strip()
+            return (
+                run_git(["rev-parse", "-q", "--verify", "HEAD^{commit}"], self.root)
+                .decode()
+                .strip()
+            )
         except GitError:
             return None
 
@@ -90,8 +95,15 @@ class Checkout:
     def remotes(self) -> list[Remote]:
         """Every remote URL (fetch and push), with `url.<base>.insteadOf` applied."""
         try:
-            raw = run_git(["config", "-z", "--get-regexp",
-                           r"^(remote\..*\.(url|pushurl)|url\..*\.insteadof)$"], self.root)
+            raw = run_git(
+                [
+                    "config",
+                    "-z",
+                    "--get-regexp",
+                    r"^(remote\..*\.(url|pushurl)|url\..*\.insteadof)$",
+                ],
+                self.root,
+            )
         except GitError:
             return []
         rewrites: list[tuple[str, str]] = []
@@ -109,7 +121,7 @@ class Checkout:
         for name, url in entries:
             for prefix, base in rewrites:
                 if url.startswith(prefix):
-                    url = base + url[len(prefix):]
+                    url = base + url[len(prefix) :]
                     break
             remote = Remote(name, url)
             if remote not in result:
@@ -124,10 +136,13 @@ class Checkout:
         """
         if self.head is None:
             return []
-        diff = start_git(["diff", "HEAD", "--name-only", "-z", "--no-renames", "--relative",
-                          "--", "."], self.project_dir)
-        untracked = start_git(["ls-files", "-o", "--exclude-standard", "-z", "--", "."],
-                              self.project_dir)
+        diff = start_git(
+            ["diff", "HEAD", "--name-only", "-z", "--no-renames", "--relative", "--", "."],
+            self.project_dir,
+        )
+        untracked = start_git(
+            ["ls-files", "-o", "--exclude-standard", "-z", "--", "."], self.project_dir
+        )
         changed = split_z(diff.result()) + split_z(untracked.result())
         return sorted(set(changed))
 
@@ -141,8 +156,9 @@ class Checkout:
     def start_push_check(self, remote: str) -> None:
         """Start `git ls-remote` for `remote` in the background (idempotent)."""
         if remote not in self._ls_remote and remote not in self._push_checks:
-            self._ls_remote[remote] = start_git(["ls-remote", "--heads", remote], self.root,
-                                                timeout=remote_timeout())
+            self._ls_remote[remote] = start_git(
+                ["ls-remote", "--heads", remote], self.root, timeout=remote_timeout()
+            )
 
     def push_check(self, remote: Remote) -> PushCheck:
         """Ask the remote which branches it has now; is the commit on one of them?"""
@@ -153,7 +169,9 @@ class Checkout:
         try:
             output = process.result().decode("utf-8", "replace")
         except GitError as exc:
-            check = PushCheck(None, f"cannot reach remote {remote.name!r} ({remote.display_url}): {exc}")
+            check = PushCheck(
+                None, f"cannot reach remote {remote.name!r} ({remote.display_url}): {exc}"
+            )
         else:
             check = self._contained(remote, _parse_heads(output))
         self._push_checks[remote.name] = check
@@ -162,40 +180,72 @@ class Checkout:
     def _contained(self, remote: Remote, tips: dict[str, str]) -> PushCheck:
         head = self.head
         assert head is not None
-        not_on = PushCheck(False, f"commit {head[:12]} is on no branch of remote {remote.name!r} "
-                                  f"({remote.display_url}); push it to reuse the base image")
+        not_on = PushCheck(
+            False,
+            f"commit {head[:12]} is on no branch of remote {remote.name!r} "
+            f"({remote.display_url}); push it to reuse the base image",
+        )
         if not tips:
             return not_on
         if head in tips.values():
             return PushCheck(True)
-        tracked = run_git(["for-each-ref", "--contains", head, "--format=%(objectname)",
-                           f"refs/remotes/{remote.name}/"], self.root).decode().split()
+        tracked = (
+            run_git(
+                [
+                    "for-each-ref",
+                    "--contains",
+                    head,
+                    "--format=%(objectname)",
+                    f"refs/remotes/{remote.name}/",
+                ],
+                self.root,
+            )
+            .decode()
+            .split()
+        )
         if set(tracked) & set(tips.values()):
             return PushCheck(True)
         present, missing = self._partition_present(tips)
-        if any(git_ok(["merge-base", "--is-ancestor", head, tips[b]], self.root)
-               for b in present[:MAX_ANCESTRY_CHECKS]):
+        if any(
+            git_ok(["merge-base", "--is-ancestor", head, tips[b]], self.root)
+            for b in present[:MAX_ANCESTRY_CHECKS]
+        ):
             return PushCheck(True)
         if missing:
             try:
-                run_git(["fetch", "-q", "--no-tags", "--no-write-fetch-head", remote.name,
-                         *(f"refs/heads/{b}" for b in missing[:MAX_ANCESTRY_CHECKS])],
-                        self.root, timeout=remote_timeout())
+                run_git(
+                    [
+                        "fetch",
+                        "-q",
+                        "--no-tags",
+                        "--no-write-fetch-head",
+                        remote.name,
+                        *(f"refs/heads/{b}" for b in missing[:MAX_ANCESTRY_CHECKS]),
+                    ],
+                    self.root,
+                    timeout=remote_timeout(),
+                )
             except GitError as exc:
-                return PushCheck(None, f"cannot fetch the branch tips of remote {remote.name!r} "
-                                       f"({remote.display_url}) to check ancestry: {exc}")
-            if any(git_ok(["merge-base", "--is-ancestor", head, tips[b]], self.root)
-                   for b in missing[:MAX_ANCESTRY_CHECKS]):
+                return PushCheck(
+                    None,
+                    f"cannot fetch the branch tips of remote {remote.name!r} "
+                    f"({remote.display_url}) to check ancestry: {exc}",
+                )
+            if any(
+                git_ok(["merge-base", "--is-ancestor", head, tips[b]], self.root)
+                for b in missing[:MAX_ANCESTRY_CHECKS]
+            ):
                 return PushCheck(True)
         return not_on
 
     def _partition_present(self, tips: dict[str, str]) -> tuple[list[str], list[str]]:
         branches = sorted(tips)
         query = "".join(f"{tips[b]}^{{commit}}\n" for b in branches).encode()
-        answer = run_git(["cat-file", "--batch-check"], self.root, stdin=query).decode().splitlines()
-        present = [b for b, line in zip(branches, answer) if not line.endswith(" missing")]
-        missing = [b for b, line in zip(branches, answer) if line.endswith(" missing")]
-        return present, missing
+        answer = (
+            run_git(["cat-file", "--batch-check"], self.root, stdin=query).decode().splitlines()
+        )
+        absent = {b for b, line in zip(branches, answer, strict=True) if line.endswith(" missing")}
+        return [b for b in branches if b not in absent], [b for b in branches if b in absent]
 
 
 def _parse_heads(output: str) -> dict[str, str]:
@@ -203,14 +253,16 @@ def _parse_heads(output: str) -> dict[str, str]:
     for line in output.splitlines():
         sha, _, ref = line.partition("\t")
         if ref.startswith("refs/heads/") and sha:
-            tips[ref[len("refs/heads/"):]] = sha.strip()
+            tips[ref[len("refs/heads/") :]] = sha.strip()
     return tips
 
 
 class GitLocalContext(LocalRepositoryContext):
     """The context of a built-in repository type: a checkout and the remote that matched."""
 
-    def __init__(self, code_repository: BaseCodeRepository, checkout: Checkout, remote: Remote) -> None:
+    def __init__(
+        self, code_repository: BaseCodeRepository, checkout: Checkout, remote: Remote
+    ) -> None:
         super().__init__(code_repository)
         self.checkout = checkout
         self.remote = remote

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from builder.repositories.hosted import GitRemoteRepository
 from builder.repositories.urls import parse_remote_url, parse_web_url
@@ -23,7 +23,7 @@ def default_api_url(url: str) -> str:
 
 class GitHubCodeRepository(GitRemoteRepository):
     type = "github"
-    requirements = ["PyGithub>=2.1"]
+    requirements: ClassVar[list[str]] = ["PyGithub>=2.1"]
 
     def __init__(self, id: str, name: str, config: Mapping[str, Any]) -> None:
         super().__init__(id, name, config)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from builder.repositories.hosted import GitRemoteRepository
 from builder.repositories.urls import parse_remote_url, parse_web_url
@@ -13,7 +13,7 @@ DEFAULT_URL = "https://gitlab.com"
 
 class GitLabCodeRepository(GitRemoteRepository):
     type = "gitlab"
-    requirements = ["python-gitlab>=4"]
+    requirements: ClassVar[list[str]] = ["python-gitlab>=4"]
 
     def __init__(self, id: str, name: str, config: Mapping[str, Any]) -> None:
         super().__init__(id, name, config)

@@ -67,7 +67,9 @@ def _flag(key: str) -> str:
 def validate_options(type_name: str, options: Mapping[str, str], *, cwd: Path) -> dict[str, str]:
     """Check one type's register options; return the config (token included, still literal)."""
     if type_name not in OPTIONS:
-        raise RepositoryConfigError(f"--type {type_name!r} is unknown (choose from {', '.join(TYPES)})")
+        raise RepositoryConfigError(
+            f"--type {type_name!r} is unknown (choose from {', '.join(TYPES)})"
+        )
     known = {o.name for o in OPTIONS[type_name]}
     config: dict[str, str] = {}
     for key, value in options.items():
@@ -113,7 +115,9 @@ def _check_values(type_name: str, config: dict[str, str], cwd: Path) -> None:
             if not _GITLAB_PATH.match(config[key]):
                 raise RepositoryConfigError(f"--{key} {config[key]!r} is not a GitLab path")
         if "/" in config["project"]:
-            raise RepositoryConfigError("--project takes the project's own path; put subgroups in --group")
+            raise RepositoryConfigError(
+                "--project takes the project's own path; put subgroups in --group"
+            )
     elif type_name == "git":
         url = config["url"]
         parsed = parse_remote_url(url, base_dir=str(cwd))
@@ -140,14 +144,17 @@ def load_custom_class(source: str, project_dir: Path | None = None) -> type[Base
         module = importlib.import_module(module_name)
     except Exception as exc:
         raise RepositoryConfigError(
-            f"--source {source!r}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+            f"--source {source!r}: cannot import module {module_name!r}: "
+            f"{type(exc).__name__}: {exc}"
         ) from None
     finally:
         if added:
             sys.path.remove(str(project_dir))
     cls = getattr(module, class_name, None)
     if cls is None:
-        raise RepositoryConfigError(f"--source {source!r}: module {module_name!r} has no {class_name!r}")
+        raise RepositoryConfigError(
+            f"--source {source!r}: module {module_name!r} has no {class_name!r}"
+        )
     if not (inspect.isclass(cls) and issubclass(cls, BaseCodeRepository)):
         raise RepositoryConfigError(
             f"--source {source!r} is not a subclass of builder.repositories.BaseCodeRepository"
@@ -158,7 +165,9 @@ def load_custom_class(source: str, project_dir: Path | None = None) -> type[Base
     return cls
 
 
-def repository_class(record: RepositoryRecord, project_dir: Path | None = None) -> type[BaseCodeRepository]:
+def repository_class(
+    record: RepositoryRecord, project_dir: Path | None = None
+) -> type[BaseCodeRepository]:
     if record.type == "github":
         from builder.repositories.github import GitHubCodeRepository
 

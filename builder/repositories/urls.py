@@ -35,8 +35,13 @@ class RemoteURL:
             return self.is_local and other.is_local and self.path == other.path
         if self.host != other.host:
             return False
-        if self.scheme in WEB_SCHEMES and other.scheme in WEB_SCHEMES and self.port and other.port \
-                and self.port != other.port:
+        if (
+            self.scheme in WEB_SCHEMES
+            and other.scheme in WEB_SCHEMES
+            and self.port
+            and other.port
+            and self.port != other.port
+        ):
             return False
         if case_sensitive_path:
             return self.path == other.path
@@ -69,7 +74,12 @@ def parse_remote_url(url: str, *, base_dir: str | None = None) -> RemoteURL | No
     scp = _SCP.match(url)
     # `C:\x` and `./a:b` are local paths, not scp-like remotes (git's own rule: no slash
     # before the first colon).
-    if scp and not os.path.isabs(url) and len(scp.group("host")) > 1 and "/" not in url.split(":", 1)[0]:
+    if (
+        scp
+        and not os.path.isabs(url)
+        and len(scp.group("host")) > 1
+        and "/" not in url.split(":", 1)[0]
+    ):
         host = scp.group("host").strip("[]").lower()
         return RemoteURL("ssh", host, None, _clean_path(scp.group("path")))
     path = os.path.expanduser(url)

@@ -41,8 +41,14 @@ class Story:
 
     def builder(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "BUILDER_HOME": str(self.home), **GIT_IDENTITY}
-        return subprocess.run([sys.executable, "-m", "builder", *args], env=env, text=True,
-                              capture_output=True, timeout=timeout, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "builder", *args],
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def build(self) -> dict[str, Any]:
         done = self.builder("build", str(self.project), "--json")
@@ -63,10 +69,26 @@ class Story:
         self.builder("code-repository", "delete", "app")
         args = {
             "git": ["--type", "git", "--url", f"{self.server.url}/team/app.git"],
-            "github": ["--type", "github", "--owner", "team", "--repository", "app",
-                       "--url", self.server.url],
-            "gitlab": ["--type", "gitlab", "--group", "team", "--project", "app",
-                       "--url", self.server.url],
+            "github": [
+                "--type",
+                "github",
+                "--owner",
+                "team",
+                "--repository",
+                "app",
+                "--url",
+                self.server.url,
+            ],
+            "gitlab": [
+                "--type",
+                "gitlab",
+                "--group",
+                "team",
+                "--project",
+                "app",
+                "--url",
+                self.server.url,
+            ],
         }[self.kind]
         done = self.builder("code-repository", "register", "app", *args, "--token", token)
         assert done.returncode == 0, done.stderr
@@ -83,8 +105,14 @@ def story(request, tmp_path_factory, docker_client, parent_image) -> Iterator[St
     server.start()
     try:
         handle = server.create_repo("team/app")
-        handle.commit({"builder.yaml": f"name: e2e-{kind}\ncommand: [python, main.py]\n",
-                       "main.py": MAIN.format(marker="v1"), "lib/helper.py": "X = 1\n"}, "v1")
+        handle.commit(
+            {
+                "builder.yaml": f"name: e2e-{kind}\ncommand: [python, main.py]\n",
+                "main.py": MAIN.format(marker="v1"),
+                "lib/helper.py": "X = 1\n",
+            },
+            "v1",
+        )
         handle.push()
         project = base / "project"
         header = f"http.extraHeader=Authorization: Bearer {server.token}"
@@ -162,9 +190,24 @@ def test_sigterm_reaches_the_program_and_no_token_is_visible(story, docker_clien
     )
     env = {**os.environ, "BUILDER_HOME": str(story.home)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "builder", "run", str(story.project), "--network", "host", "--",
-         "python", "-u", "-c", program],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "builder",
+            "run",
+            str(story.project),
+            "--network",
+            "host",
+            "--",
+            "python",
+            "-u",
+            "-c",
+            program,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout is not None

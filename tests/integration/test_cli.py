@@ -28,10 +28,32 @@ BAD_REGISTER = [
     ["code-repository", "register", "x", "--type", "nope"],
     ["code-repository", "register", "x", "--type", "github", "--owner", "o"],
     ["code-repository", "register", "x", "--type", "github", "--repository", "r"],
-    ["code-repository", "register", "x", "--type", "github", "--owner", "o", "--repository", "r",
-     "--bogus", "1"],
-    ["code-repository", "register", "x", "--type", "github", "--owner", "o", "--repository", "r",
-     "--url", "ftp://x"],
+    [
+        "code-repository",
+        "register",
+        "x",
+        "--type",
+        "github",
+        "--owner",
+        "o",
+        "--repository",
+        "r",
+        "--bogus",
+        "1",
+    ],
+    [
+        "code-repository",
+        "register",
+        "x",
+        "--type",
+        "github",
+        "--owner",
+        "o",
+        "--repository",
+        "r",
+        "--url",
+        "ftp://x",
+    ],
     ["code-repository", "register", "x", "--type", "github", "--owner", "o b", "--repository", "r"],
     ["code-repository", "register", "x", "--type", "gitlab", "--group", "g"],
     ["code-repository", "register", "x", "--type", "gitlab", "--group", "g", "--project", "a/b"],
@@ -40,8 +62,19 @@ BAD_REGISTER = [
     ["code-repository", "register", "x", "--type", "custom"],
     ["code-repository", "register", "x", "--type", "custom", "--source", "nomodule_xyz.Cls"],
     ["code-repository", "register", "x", "--type", "custom", "--source", "json.JSONDecoder"],
-    ["code-repository", "register", "x", "--type", "github", "--owner", "o", "--repository", "r",
-     "--token", "{{missing.key}}"],
+    [
+        "code-repository",
+        "register",
+        "x",
+        "--type",
+        "github",
+        "--owner",
+        "o",
+        "--repository",
+        "r",
+        "--token",
+        "{{missing.key}}",
+    ],
     ["code-repository", "register", "bad name", "--type", "git", "--url", "/x"],
     ["code-repository", "register", "x"],
     ["code-repository", "register", "x", "--type", "git", "--url"],
@@ -80,17 +113,35 @@ def test_malformed_builder_yaml_exits_2(world, yaml_text):
 
 
 def test_duplicate_registration_is_refused(world):
-    assert world.builder("code-repository", "register", "a", "--type", "git", "--url", "/x").code == 0
+    assert (
+        world.builder("code-repository", "register", "a", "--type", "git", "--url", "/x").code == 0
+    )
     result = world.builder("code-repository", "register", "a", "--type", "git", "--url", "/y")
     assert result.code == 2 and "already registered" in result.stderr
 
 
 def test_register_list_describe_delete_round_trip(world):
     world.builder("secret", "create", "gh", f"--pa_token={TOKEN}")
-    assert world.builder("code-repository", "register", "r", "--type", "github", "--owner", "o",
-                         "--repository", "r", "--token", "{{gh.pa_token}}").code == 0
+    assert (
+        world.builder(
+            "code-repository",
+            "register",
+            "r",
+            "--type",
+            "github",
+            "--owner",
+            "o",
+            "--repository",
+            "r",
+            "--token",
+            "{{gh.pa_token}}",
+        ).code
+        == 0
+    )
     listed = world.builder("code-repository", "list", "--json").json()
-    assert [(r["name"], r["type"], r["token"]) for r in listed] == [("r", "github", "{{gh.pa_token}}")]
+    assert [(r["name"], r["type"], r["token"]) for r in listed] == [
+        ("r", "github", "{{gh.pa_token}}")
+    ]
     described = world.builder("code-repository", "describe", "r", "--json").json()
     assert described["config"] == {"owner": "o", "repository": "r"}
     assert world.builder("secret", "delete", "gh").code == 2  # still used
@@ -109,36 +160,76 @@ def test_custom_source_is_checked_at_register_from_the_project_directory(world):
         "class Half(BaseCodeRepository):\n"
         "    def login(self): pass\n"
     )
-    ok = world.builder("code-repository", "register", "c", "--type", "custom", "--source",
-                       "myrepo.Mine", "--bucket=b1", "--region", "eu", "--json")
+    ok = world.builder(
+        "code-repository",
+        "register",
+        "c",
+        "--type",
+        "custom",
+        "--source",
+        "myrepo.Mine",
+        "--bucket=b1",
+        "--region",
+        "eu",
+        "--json",
+    )
     assert ok.code == 0, ok.stderr
     assert ok.json()["config"] == {"source": "myrepo.Mine", "bucket": "b1", "region": "eu"}
-    half = world.builder("code-repository", "register", "h", "--type", "custom", "--source", "myrepo.Half")
+    half = world.builder(
+        "code-repository", "register", "h", "--type", "custom", "--source", "myrepo.Half"
+    )
     assert half.code == 2 and "does not implement: download_files, get_local_context" in half.stderr
 
 
 def test_no_command_ever_prints_a_registered_token(world):
     remote = world.bare("app")
     project = world.project(remote=remote)
-    world.builder("code-repository", "register", "lit", "--type", "git", "--url", str(remote),
-                  "--token", TOKEN)
+    world.builder(
+        "code-repository",
+        "register",
+        "lit",
+        "--type",
+        "git",
+        "--url",
+        str(remote),
+        "--token",
+        TOKEN,
+    )
     world.builder("secret", "create", "other", f"--t={TOKEN}x")
     commands = [
-        ["code-repository", "list"], ["code-repository", "list", "--json"],
-        ["code-repository", "describe", "lit"], ["code-repository", "describe", "lit", "--json"],
-        ["secret", "list"], ["secret", "list", "--json"],
-        ["status", str(project)], ["status", str(project), "--json"],
+        ["code-repository", "list"],
+        ["code-repository", "list", "--json"],
+        ["code-repository", "describe", "lit"],
+        ["code-repository", "describe", "lit", "--json"],
+        ["secret", "list"],
+        ["secret", "list", "--json"],
+        ["status", str(project)],
+        ["status", str(project), "--json"],
         ["code-repository", "register", "lit", "--type", "git", "--url", "/x", "--token", TOKEN],
-        ["code-repository", "register", "y", "--type", "github", "--owner", "o", "--repository",
-         "r", "--token", TOKEN, "--bogus", "1"],
+        [
+            "code-repository",
+            "register",
+            "y",
+            "--type",
+            "github",
+            "--owner",
+            "o",
+            "--repository",
+            "r",
+            "--token",
+            TOKEN,
+            "--bogus",
+            "1",
+        ],
         ["secret", "create", "other", f"--t={TOKEN}"],
     ]
     for command in commands:
         result = world.builder(*command)
         assert TOKEN not in result.stdout + result.stderr, command
     assert TOKEN not in (world.home / "repositories.json").read_text()
-    assert json.loads((world.home / "secrets.json").read_text())["secrets"]["code-repository-lit"] == {
-        "token": TOKEN}
+    assert json.loads((world.home / "secrets.json").read_text())["secrets"][
+        "code-repository-lit"
+    ] == {"token": TOKEN}
 
 
 def test_status_of_a_git_repository_imports_no_docker_or_api_clients(world):
@@ -152,11 +243,17 @@ def test_status_of_a_git_repository_imports_no_docker_or_api_clients(world):
         f"    main(['status', {str(project)!r}, '--json'])\n"
         "except SystemExit as exit:\n"
         "    assert exit.code == 0, exit.code\n"
-        "heavy = sorted(m for m in ('docker', 'github', 'gitlab', 'git', 'requests') if m in sys.modules)\n"
+        "names = ('docker', 'github', 'gitlab', 'git', 'requests')\n"
+        "heavy = sorted(m for m in names if m in sys.modules)\n"
         "print('HEAVY=' + ','.join(heavy), file=sys.stderr)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], env={**world_env(world)},
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**world_env(world)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "HEAVY=\n" in done.stderr or done.stderr.rstrip().endswith("HEAVY=")
     assert json.loads(done.stdout)["mode"] == "reuse"

@@ -19,19 +19,31 @@ PROGRAM = "import os, pathlib; print(pathlib.Path('msg.txt').read_text().strip()
 def entrypoint(env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("BUILDER_")}
     full.update(env)
-    return subprocess.run([sys.executable, "-m", "builder", "entrypoint", "--", *command],
-                          env=full, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "builder", "entrypoint", "--", *command],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture
 def served(git_server, tmp_path):
     """A repository on the git server with a project in `app/`, and the contract env for it."""
     handle = git_server.create_repo("team/mono")
-    sha = handle.commit({
-        "app/msg.txt": "hello from the commit\n", "app/run.sh": Executable("echo run\n"),
-        "app/link.txt": Symlink("msg.txt"), "app/.dockerignore": "secret.txt\n",
-        "app/secret.txt": "not shipped\n", "other/x.txt": "outside the project\n",
-    }, "first")
+    sha = handle.commit(
+        {
+            "app/msg.txt": "hello from the commit\n",
+            "app/run.sh": Executable("echo run\n"),
+            "app/link.txt": Symlink("msg.txt"),
+            "app/.dockerignore": "secret.txt\n",
+            "app/secret.txt": "not shipped\n",
+            "other/x.txt": "outside the project\n",
+        },
+        "first",
+    )
     handle.push()
     token_file = tmp_path / "token"
     token_file.write_text(git_server.token + "\n")
@@ -40,7 +52,8 @@ def served(git_server, tmp_path):
         "BUILDER_COMMIT": sha,
         "BUILDER_SUBDIRECTORY": "app",
         "BUILDER_CODE_REPOSITORY": json.dumps(
-            {"type": "git", "name": "mono", "config": {"url": f"{git_server.url}/team/mono.git"}}),
+            {"type": "git", "name": "mono", "config": {"url": f"{git_server.url}/team/mono.git"}}
+        ),
         "BUILDER_TOKEN_FILE": str(token_file),
         "BUILDER_CACHE_DIR": str(tmp_path / "cache"),
     }
@@ -62,7 +75,12 @@ def test_reuse_downloads_the_subdirectory_at_the_commit(served):
     assert done.returncode == 0, done.stderr
     code = Path(env["BUILDER_CODE_DIR"])
     assert done.stdout.split() == ["hello", "from", "the", "commit", str(code), str(code)]
-    assert sorted(p.name for p in code.iterdir()) == [".dockerignore", "link.txt", "msg.txt", "run.sh"]
+    assert sorted(p.name for p in code.iterdir()) == [
+        ".dockerignore",
+        "link.txt",
+        "msg.txt",
+        "run.sh",
+    ]
     assert os.readlink(code / "link.txt") == "msg.txt"
     assert os.access(code / "run.sh", os.X_OK)
 
@@ -91,11 +109,26 @@ def test_concurrent_starts_share_one_download_and_never_see_a_partial_tree(serve
     processes = []
     for index in range(2):
         run_env = {**full, **env, "BUILDER_CODE_DIR": str(tmp_path / f"code{index}")}
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "builder", "entrypoint", "--", sys.executable, "-c", PROGRAM],
-            env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "builder",
+                    "entrypoint",
+                    "--",
+                    sys.executable,
+                    "-c",
+                    PROGRAM,
+                ],
+                env=run_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outputs = [p.communicate(timeout=120) for p in processes]
-    for process, (out, err) in zip(processes, outputs):
+    for process, (out, err) in zip(processes, outputs, strict=False):
         assert process.returncode == 0, err
         assert out.startswith("hello from the commit")
     downloads = [err for _, err in outputs if "downloading" in err]
@@ -109,13 +142,16 @@ def test_the_exit_code_is_the_programs(served):
     assert entrypoint(env, sys.executable, "-c", "raise SystemExit(9)").returncode == 9
 
 
-@pytest.mark.parametrize(("change", "fragment"), [
-    ({"BUILDER_COMMIT": "0" * 40}, "builder: error:"),
-    ({"BUILDER_CODE_REPOSITORY": "{not json"}, "BUILDER_CODE_REPOSITORY is not valid JSON"),
-    ({"BUILDER_COMMIT": "not-a-sha"}, "is not a commit hash"),
-    ({"BUILDER_TOKEN_FILE": "/nonexistent/token"}, "BUILDER_TOKEN_FILE /nonexistent/token"),
-    ({"BUILDER_SUBDIRECTORY": "../etc"}, "must be a relative path"),
-])
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"BUILDER_COMMIT": "0" * 40}, "builder: error:"),
+        ({"BUILDER_CODE_REPOSITORY": "{not json"}, "BUILDER_CODE_REPOSITORY is not valid JSON"),
+        ({"BUILDER_COMMIT": "not-a-sha"}, "is not a commit hash"),
+        ({"BUILDER_TOKEN_FILE": "/nonexistent/token"}, "BUILDER_TOKEN_FILE /nonexistent/token"),
+        ({"BUILDER_SUBDIRECTORY": "../etc"}, "must be a relative path"),
+    ],
+)
 def test_failures_are_one_line_without_traceback_or_token(served, change, fragment):
     server, env, _ = served
     done = entrypoint({**env, **change}, "true")
@@ -147,12 +183,17 @@ def test_command_not_found_is_one_line(tmp_path):
 
 def test_cache_key_depends_on_repository_commit_and_subdirectory():
     def key(**env: str) -> str:
-        base = {"BUILDER_COMMIT": "a" * 40, "BUILDER_CODE_REPOSITORY":
-                json.dumps({"type": "git", "name": "n", "config": {"url": "u"}})}
+        base = {
+            "BUILDER_COMMIT": "a" * 40,
+            "BUILDER_CODE_REPOSITORY": json.dumps(
+                {"type": "git", "name": "n", "config": {"url": "u"}}
+            ),
+        }
         return Contract.from_environment({**base, **env}).cache_key
 
     assert key() == key()
     assert key() != key(BUILDER_COMMIT="b" * 40)
     assert key() != key(BUILDER_SUBDIRECTORY="app")
-    assert key() != key(BUILDER_CODE_REPOSITORY=json.dumps(
-        {"type": "git", "name": "n", "config": {"url": "other"}}))
+    assert key() != key(
+        BUILDER_CODE_REPOSITORY=json.dumps({"type": "git", "name": "n", "config": {"url": "other"}})
+    )

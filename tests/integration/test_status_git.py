@@ -21,12 +21,23 @@ def world(tmp_path: Path) -> GitWorld:
 def pushed(world: GitWorld) -> tuple[GitWorld, Path, Path]:
     """A clean clone pushed to a bare remote registered as a git-type repository."""
     remote = world.bare("app")
-    project = world.project(remote=remote, files={
-        "main.py": "print('hello')\n", "pkg/mod.py": "X = 1\n", "run.sh": "echo hi\n",
-        ".gitignore": "*.log\nbuild/\n", ".dockerignore": "docs\n*.tmp\n", "docs/readme.md": "d\n",
-    })
-    assert world.builder("code-repository", "register", "app", "--type", "git",
-                         "--url", str(remote)).code == 0
+    project = world.project(
+        remote=remote,
+        files={
+            "main.py": "print('hello')\n",
+            "pkg/mod.py": "X = 1\n",
+            "run.sh": "echo hi\n",
+            ".gitignore": "*.log\nbuild/\n",
+            ".dockerignore": "docs\n*.tmp\n",
+            "docs/readme.md": "d\n",
+        },
+    )
+    assert (
+        world.builder(
+            "code-repository", "register", "app", "--type", "git", "--url", str(remote)
+        ).code
+        == 0
+    )
     return world, project, remote
 
 
@@ -48,27 +59,44 @@ def test_clean_and_pushed_reuses(pushed):
 # Each edit is applied to a clean pushed checkout; expected dirty files (empty means reuse).
 TREE_STATES = {
     "modified": (lambda p: (p / "main.py").write_text("print('changed')\n"), ["main.py"]),
-    "staged": (lambda p: ((p / "main.py").write_text("x\n"), git(p, "add", "main.py")), ["main.py"]),
+    "staged": (
+        lambda p: ((p / "main.py").write_text("x\n"), git(p, "add", "main.py")),
+        ["main.py"],
+    ),
     "staged then reverted in the work tree": (
-        lambda p: ((p / "main.py").write_text("x\n"), git(p, "add", "main.py"),
-                   (p / "main.py").write_text("print('hello')\n")), []),
+        lambda p: (
+            (p / "main.py").write_text("x\n"),
+            git(p, "add", "main.py"),
+            (p / "main.py").write_text("print('hello')\n"),
+        ),
+        [],
+    ),
     "deleted": (lambda p: (p / "main.py").unlink(), ["main.py"]),
     "deleted and staged": (lambda p: git(p, "rm", "-q", "main.py"), ["main.py"]),
     "renamed": (lambda p: git(p, "mv", "main.py", "app.py"), ["app.py", "main.py"]),
     "mode change": (lambda p: os.chmod(p / "run.sh", 0o755), ["run.sh"]),
     "untracked": (lambda p: (p / "new.py").write_text("n\n"), ["new.py"]),
     "untracked in a new directory": (
-        lambda p: ((p / "newdir").mkdir(), (p / "newdir" / "a.py").write_text("a\n")), ["newdir/a.py"]),
+        lambda p: ((p / "newdir").mkdir(), (p / "newdir" / "a.py").write_text("a\n")),
+        ["newdir/a.py"],
+    ),
     "unicode name": (lambda p: (p / "données_é.py").write_text("u\n"), ["données_é.py"]),
     "name with spaces": (lambda p: (p / "my file.py").write_text("s\n"), ["my file.py"]),
     "git-ignored file": (lambda p: (p / "debug.log").write_text("l\n"), []),
     "git-ignored directory": (
-        lambda p: ((p / "build").mkdir(), (p / "build" / "x.o").write_text("o")), []),
+        lambda p: ((p / "build").mkdir(), (p / "build" / "x.o").write_text("o")),
+        [],
+    ),
     "dockerignored untracked file": (lambda p: (p / "scratch.tmp").write_text("t\n"), []),
-    "dockerignored tracked file modified": (lambda p: (p / "docs" / "readme.md").write_text("e\n"), []),
+    "dockerignored tracked file modified": (
+        lambda p: (p / "docs" / "readme.md").write_text("e\n"),
+        [],
+    ),
     "empty directory": (lambda p: (p / "emptydir").mkdir(), []),
     ".dockerignore itself changed": (
-        lambda p: (p / ".dockerignore").write_text("docs\n"), [".dockerignore"]),
+        lambda p: (p / ".dockerignore").write_text("docs\n"),
+        [".dockerignore"],
+    ),
 }
 
 
@@ -142,15 +170,20 @@ def test_stale_remote_tracking_ref_cannot_fool_the_check(pushed):
 
 def test_subdirectory_project_ignores_changes_outside_it(world):
     remote = world.bare("mono")
-    project = world.project(remote=remote, subdirectory="services/api",
-                            files={"main.py": "print(1)\n"})
+    project = world.project(
+        remote=remote, subdirectory="services/api", files={"main.py": "print(1)\n"}
+    )
     work = project.parent.parent
     (work / "README.md").write_text("outside\n")
     git(work, "add", "-A")
     git(work, "commit", "-qm", "outside")
     git(work, "push", "-q")
-    assert world.builder("code-repository", "register", "mono", "--type", "git",
-                         "--url", f"file://{remote}").code == 0
+    assert (
+        world.builder(
+            "code-repository", "register", "mono", "--type", "git", "--url", f"file://{remote}"
+        ).code
+        == 0
+    )
     (work / "README.md").write_text("dirty outside the project\n")
     (work / "other.py").write_text("untracked outside\n")
     status = world.status(project)
@@ -183,7 +216,9 @@ def test_repository_with_no_commits(world):
 def test_no_registered_repository_matches(world):
     remote = world.bare("app")
     project = world.project(remote=remote)
-    world.builder("code-repository", "register", "elsewhere", "--type", "git", "--url", "/nonexistent/x.git")
+    world.builder(
+        "code-repository", "register", "elsewhere", "--type", "git", "--url", "/nonexistent/x.git"
+    )
     status = world.status(project)
     assert status["mode"] == "bake" and status["code_repository"] is None
     assert any("matches the checkout's remotes (origin)" in r for r in status["reasons"])
@@ -199,7 +234,9 @@ def test_fork_versus_upstream(world):
     git(project, "add", "-A")
     git(project, "commit", "-qm", "on my fork only")
     git(project, "push", "-q", "origin", "main")
-    world.builder("code-repository", "register", "upstream", "--type", "git", "--url", str(upstream))
+    world.builder(
+        "code-repository", "register", "upstream", "--type", "git", "--url", str(upstream)
+    )
     status = world.status(project)
     assert status["mode"] == "bake" and status["code_repository"] == "upstream"
     assert status["unpushed"] is True
@@ -213,7 +250,9 @@ def test_several_remotes_match_on_any(world):
     project = world.project(remote=remote)
     git(project, "remote", "rename", "origin", "zzz")
     git(project, "remote", "add", "aaa", "/nonexistent/other.git")
-    world.builder("code-repository", "register", "app", "--type", "git", "--url", f"file://{remote}")
+    world.builder(
+        "code-repository", "register", "app", "--type", "git", "--url", f"file://{remote}"
+    )
     status = world.status(project)
     assert reuse(status) and status["code_repository"] == "app"
 

@@ -14,11 +14,27 @@ OFFLINE = {"GIT_ALLOW_PROTOCOL": "file"}
 
 REGISTRATIONS = {
     "gh": ["--type", "github", "--owner", "acme", "--repository", "widgets"],
-    "ghe": ["--type", "github", "--owner", "acme", "--repository", "widgets",
-            "--url", "https://ghe.example.test"],
+    "ghe": [
+        "--type",
+        "github",
+        "--owner",
+        "acme",
+        "--repository",
+        "widgets",
+        "--url",
+        "https://ghe.example.test",
+    ],
     "gl": ["--type", "gitlab", "--group", "team/sub", "--project", "app"],
-    "glself": ["--type", "gitlab", "--group", "team", "--project", "app",
-               "--url", "https://code.example.test/gitlab"],
+    "glself": [
+        "--type",
+        "gitlab",
+        "--group",
+        "team",
+        "--project",
+        "app",
+        "--url",
+        "https://code.example.test/gitlab",
+    ],
     "plain": ["--type", "git", "--url", "https://git.example.test/x/y.git"],
 }
 

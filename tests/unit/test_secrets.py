@@ -21,16 +21,22 @@ def test_reference_parsing():
 
 def test_resolve_store_env_and_literal():
     assert secrets.resolve("{{gh.pa_token}}", lookup) == "ghp_resolvedvalue"
-    assert secrets.resolve("{{env.TOKEN_X}}", lookup, environ={"TOKEN_X": "from-env-123"}) == "from-env-123"
+    assert (
+        secrets.resolve("{{env.TOKEN_X}}", lookup, environ={"TOKEN_X": "from-env-123"})
+        == "from-env-123"
+    )
     assert secrets.resolve("plain-literal-token", lookup) == "plain-literal-token"
     assert secrets.resolve(None, lookup) is None
 
 
-@pytest.mark.parametrize(("ref", "fragment"), [
-    ("{{nope.key}}", "no secret named 'nope'"),
-    ("{{gh.other}}", "has no key 'other' (keys: pa_token)"),
-    ("{{env.MISSING_VAR_X}}", "environment variable MISSING_VAR_X is not set"),
-])
+@pytest.mark.parametrize(
+    ("ref", "fragment"),
+    [
+        ("{{nope.key}}", "no secret named 'nope'"),
+        ("{{gh.other}}", "has no key 'other' (keys: pa_token)"),
+        ("{{env.MISSING_VAR_X}}", "environment variable MISSING_VAR_X is not set"),
+    ],
+)
 def test_unknown_references_are_usage_errors(ref, fragment):
     with pytest.raises(SecretReferenceError) as caught:
         secrets.resolve(ref, lookup, environ={})
@@ -40,12 +46,14 @@ def test_unknown_references_are_usage_errors(ref, fragment):
 
 def test_redact_masks_resolved_values_and_credential_shapes():
     secrets.resolve("{{gh.pa_token}}", lookup)
-    text = ("failed with ghp_resolvedvalue; url https://user:hunter2xyz@host/r.git; "
-            "https://ghs_abcdef@github.com/o/r; Authorization: Bearer abc.def; PRIVATE-TOKEN: glpat-1")
+    text = (
+        "failed with ghp_resolvedvalue; url https://user:hunter2xyz@host/r.git; "
+        "https://ghs_abcdef@github.com/o/r; Authorization: Bearer abc.def; PRIVATE-TOKEN: glpat-1"
+    )
     masked = secrets.redact(text)
     for leaked in ("ghp_resolvedvalue", "hunter2xyz", "ghs_abcdef", "abc.def", "glpat-1"):
         assert leaked not in masked
-    assert "git@github.com:o/r" == secrets.redact("git@github.com:o/r")
+    assert secrets.redact("git@github.com:o/r") == "git@github.com:o/r"
 
 
 def test_names_are_validated():

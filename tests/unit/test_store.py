@@ -46,8 +46,15 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     assert sorted(Store(tmp_path).secret_keys()) == sorted(f"s{i}" for i in range(12))
 
 
-@pytest.mark.parametrize("content", ["{not json", json.dumps({"version": 1}), json.dumps([1]),
-                                     json.dumps({"version": 99, "secrets": {}})])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        json.dumps({"version": 1}),
+        json.dumps([1]),
+        json.dumps({"version": 99, "secrets": {}}),
+    ],
+)
 def test_corrupt_file_is_a_clear_error_and_is_kept(tmp_path, content):
     store = Store(tmp_path)
     store.secrets_path.write_text(content)

@@ -42,7 +42,12 @@ CASES = [
     (GitHubCodeRepository, GH_LOCAL, "http://127.0.0.1:9999/o/r.git", False),
     # gitlab.com with subgroups
     (GitLabCodeRepository, GL, "https://gitlab.com/team/sub/app.git", True),
-    (GitLabCodeRepository, GL, "https://gitlab-ci-token:glcbt-xyz@gitlab.com/team/sub/app.git", True),
+    (
+        GitLabCodeRepository,
+        GL,
+        "https://gitlab-ci-token:glcbt-xyz@gitlab.com/team/sub/app.git",
+        True,
+    ),
     (GitLabCodeRepository, GL, "git@gitlab.com:team/sub/app.git", True),
     (GitLabCodeRepository, GL, "ssh://git@gitlab.com:2222/team/sub/app.git", True),
     (GitLabCodeRepository, GL, "https://gitlab.com/team/app.git", False),
@@ -52,11 +57,36 @@ CASES = [
     (GitLabCodeRepository, GL_SELF, "git@code.example.org:team/app.git", True),
     (GitLabCodeRepository, GL_SELF, "https://CODE.example.org/gitlab/team/app", True),
     # plain git: any transport to the same place
-    (GitCodeRepository, {"url": "https://git.example.com/x/y.git"}, "https://git.example.com/x/y", True),
-    (GitCodeRepository, {"url": "https://git.example.com/x/y.git"}, "git@git.example.com:x/y.git", True),
-    (GitCodeRepository, {"url": "https://git.example.com/x/y.git"}, "ssh://git@git.example.com:2222/x/y", True),
-    (GitCodeRepository, {"url": "https://git.example.com/x/y.git"}, "https://git.example.com/x/Y.git", False),
-    (GitCodeRepository, {"url": "git://git.example.com/x/y.git"}, "git://git.example.com/x/y.git", True),
+    (
+        GitCodeRepository,
+        {"url": "https://git.example.com/x/y.git"},
+        "https://git.example.com/x/y",
+        True,
+    ),
+    (
+        GitCodeRepository,
+        {"url": "https://git.example.com/x/y.git"},
+        "git@git.example.com:x/y.git",
+        True,
+    ),
+    (
+        GitCodeRepository,
+        {"url": "https://git.example.com/x/y.git"},
+        "ssh://git@git.example.com:2222/x/y",
+        True,
+    ),
+    (
+        GitCodeRepository,
+        {"url": "https://git.example.com/x/y.git"},
+        "https://git.example.com/x/Y.git",
+        False,
+    ),
+    (
+        GitCodeRepository,
+        {"url": "git://git.example.com/x/y.git"},
+        "git://git.example.com/x/y.git",
+        True,
+    ),
 ]
 
 
@@ -77,13 +107,16 @@ def test_local_paths_and_file_urls_match_the_same_directory(tmp_path):
     assert not GitCodeRepository("id", "n", {"url": "https://h/remote.git"}).matches_url(str(bare))
 
 
-@pytest.mark.parametrize(("url", "scheme", "host", "port", "path"), [
-    ("git@github.com:a/b.git", "ssh", "github.com", None, "a/b"),
-    ("ssh://git@host:22/a/b.git", "ssh", "host", 22, "a/b"),
-    ("https://u:p@Host.example/a/b.git/", "https", "host.example", 443, "a/b"),
-    ("http://host/a", "http", "host", 80, "a"),
-    ("git://host/a/b", "git", "host", None, "a/b"),
-])
+@pytest.mark.parametrize(
+    ("url", "scheme", "host", "port", "path"),
+    [
+        ("git@github.com:a/b.git", "ssh", "github.com", None, "a/b"),
+        ("ssh://git@host:22/a/b.git", "ssh", "host", 22, "a/b"),
+        ("https://u:p@Host.example/a/b.git/", "https", "host.example", 443, "a/b"),
+        ("http://host/a", "http", "host", 80, "a"),
+        ("git://host/a/b", "git", "host", None, "a/b"),
+    ],
+)
 def test_parse_remote_url(url, scheme, host, port, path):
     parsed = parse_remote_url(url)
     assert parsed is not None
