@@ -1,0 +1,321 @@
+"""GitHub (github.com and GitHub Enterprise) login and download, through PyGithub and requests.
+
+A download is one streamed archive: `GET {api}/repos/{owner}/{repo}/tarball/{commit}`, whose
+redirect to the archive host is followed (requests drops the Authorization header when the
+redirect leaves the API host, as it should for codeload.github.com). Only the subdirectory is
+extracted, by the shared safe extractor. That is two HTTP requests for any size of tree.
+
+More requests happen only when needed: `verify_download` lists the commit's tree (one
+request), and an archive that holds submodule placeholders (empty directories) looks up their
+gitlinks and `.gitmodules` (two requests) and downloads each submodule that lives on the same
+server the same way, at its pinned commit.
+
+PyGithub is imported lazily and built with its throttle off (`seconds_between_requests=0`)
+and its own retries off: the shared `RetryPolicy` retries, bounded, and honours Retry-After
+and X-RateLimit-Reset up to a cap.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from builder import __version__
+from builder.download import (
+    MAX_SUBMODULE_DEPTH,
+    Listing,
+    empty_directories,
+    fetch_atomically,
+    network_failure,
+    normalize_subdirectory,
+    parse_gitmodules,
+    relative_listing,
+    resolve_submodule_url,
+    stream_archive,
+    validate_commit,
+    verify_tree,
+    wants_verify,
+)
+from builder.errors import AuthenticationError, DownloadError, NotFoundError
+from builder.retry import Retryable, RetryPolicy, check_status
+from builder.secrets import redact
+
+if TYPE_CHECKING:
+    import requests
+    from github import Github
+
+    from builder.repositories.github import GitHubCodeRepository
+
+T = TypeVar("T")
+API_VERSION = "2022-11-28"
+CONNECT_TIMEOUT = 10.0
+
+
+def _read_timeout() -> float:
+    try:
+        return float(os.environ.get("BUILDER_HTTP_TIMEOUT", "60"))
+    except ValueError:
+        return 60.0
+
+
+# ---------------------------------------------------------------------------- public API
+
+
+def login(repo: GitHubCodeRepository, policy: RetryPolicy | None = None) -> None:
+    """Check the token (or anonymous access) against the configured API URL: one request."""
+    client = _client(repo, lazy=False)
+    _call(repo, lambda: client.get_repo(repo.full_name), policy, what=_what(repo))
+
+
+def download_files(repo: GitHubCodeRepository, commit: str, directory: str | os.PathLike[str],
+                   repo_sub_directory: str | None, policy: RetryPolicy | None = None) -> None:
+    """Download `commit` (only `repo_sub_directory`) into `directory`, atomically."""
+    sha = validate_commit(commit)
+    subdir = normalize_subdirectory(repo_sub_directory)
+    verify = wants_verify(repo, directory)
+    policy = policy or RetryPolicy.from_environment()
+    fetch_atomically(directory, lambda target: _download(repo, sha, target, subdir, verify,
+                                                         policy, depth=0))
+
+
+def tree_listing(repo: GitHubCodeRepository, commit: str, subdirectory: str | None,
+                 policy: RetryPolicy | None = None) -> Listing:
+    """The commit's files below `subdirectory`: path -> (mode, blob id); one request."""
+    sha = validate_commit(commit)
+    subdir = normalize_subdirectory(subdirectory)
+    return relative_listing(_tree_entries(repo, sha, policy or RetryPolicy.from_environment()),
+                            subdir)
+
+
+# ---------------------------------------------------------------------------- download
+
+
+def _download(repo: GitHubCodeRepository, sha: str, target: Path, subdir: str, verify: bool,
+              policy: RetryPolicy, depth: int) -> None:
+    what = _what(repo, sha)
+    stream_archive(lambda: _open_tarball(repo, sha, policy), target, what=what, policy=policy,
+                   strip_components=1, subdirectory=subdir)
+    entries: list[tuple[str, str, str]] | None = None
+
+    def listing() -> list[tuple[str, str, str]]:
+        nonlocal entries
+        if entries is None:
+            entries = _tree_entries(repo, sha, policy)
+        return entries
+
+    candidates = empty_directories(target)
+    if candidates:
+        _fetch_submodules(repo, sha, target, subdir, candidates, listing, policy, depth)
+    if verify:
+        verify_tree(target, relative_listing(listing(), subdir), what=what)
+
+
+def _open_tarball(repo: GitHubCodeRepository, sha: str, policy: RetryPolicy) -> requests.Response:
+    import requests
+
+    url = f"{repo.api_url.rstrip('/')}/repos/{repo.owner}/{repo.repository}/tarball/{sha}"
+    headers = {
+        "Accept": "application/vnd.github+json",
+        "Accept-Encoding": "identity",
+        "User-Agent": f"builder/{__version__}",
+        "X-GitHub-Api-Version": API_VERSION,
+    }
+    token = repo.token
+    if token:
+        headers["Authorization"] = f"token {token}"
+    what = _what(repo, sha)
+    try:
+        response = requests.get(url, headers=headers, stream=True, allow_redirects=True,
+                                timeout=(CONNECT_TIMEOUT, _read_timeout()))
+    except requests.RequestException as exc:
+        raise Retryable(DownloadError(f"{what}: {network_failure(exc)}")) from None
+    if response.status_code >= 400:
+        try:
+            message = _message_of(response)
+        finally:
+            response.close()
+        check_status(response.status_code, response.headers, message, what=what,
+                     final=lambda status, text: _final_error(repo, status, text, sha))
+    return response
+
+
+def _message_of(response: requests.Response) -> str:
+    try:
+        body = response.raw.read(64 * 1024, decode_content=True)
+    except Exception:
+        return ""
+    try:
+        import json
+
+        data = json.loads(body)
+        return str(data.get("message", "")) if isinstance(data, dict) else ""
+    except ValueError:
+        return body.decode("utf-8", "replace").strip()[:200]
+
+
+# ---------------------------------------------------------------------------- submodules
+
+
+def _fetch_submodules(repo: GitHubCodeRepository, sha: str, target: Path, subdir: str,
+                      candidates: list[str], listing: Callable[[], list[tuple[str, str, str]]],
+                      policy: RetryPolicy, depth: int) -> None:
+    """Fill the submodule placeholders (empty directories) at their gitlink commits."""
+    prefix = subdir + "/" if subdir else ""
+    wanted = {prefix + path for path in candidates}
+    gitlinks = {path: link for path, mode, link in listing() if mode == "160000" and path in wanted}
+    if not gitlinks:
+        return  # empty trees, which git can hold; nothing is missing
+    declared = parse_gitmodules(_gitmodules(repo, sha, policy))
+    modules = {module.path: module.url for module in declared}
+    superproject = f"{repo.url.rstrip('/')}/{repo.owner}/{repo.repository}.git"
+    for path, link in sorted(gitlinks.items()):
+        what = f"{_what(repo, sha)}: submodule {path!r}"
+        url = modules.get(path)
+        if url is None:
+            raise DownloadError(f"{what} (commit {link[:12]}) has no entry in .gitmodules")
+        resolved = resolve_submodule_url(url, superproject)
+        other = _same_server(repo, resolved)
+        if other is None:
+            raise DownloadError(redact(
+                f"{what} lives at {resolved}, not on {repo.url}, so it cannot be downloaded as "
+                "an archive with this token; register the repository with --type git (which "
+                "fetches submodules with your git credentials), or vendor the submodule"
+            ))
+        if depth + 1 > MAX_SUBMODULE_DEPTH:
+            raise DownloadError(f"{what}: submodules nest deeper than {MAX_SUBMODULE_DEPTH}")
+        _download(other, link, target / path[len(prefix):], "", False, policy, depth + 1)
+
+
+def _same_server(repo: GitHubCodeRepository, url: str) -> GitHubCodeRepository | None:
+    from builder.repositories.urls import parse_remote_url, parse_web_url
+
+    remote = parse_remote_url(url)
+    if remote is None or remote.is_local:
+        return None
+    host, port, prefix = parse_web_url(repo.url)
+    aliases = {"github.com", "ssh.github.com"} if host == "github.com" else {host}
+    if remote.host not in aliases:
+        return None
+    if remote.scheme in ("http", "https") and remote.port != port:
+        return None
+    path = remote.path
+    if prefix and path.startswith(prefix + "/"):
+        path = path[len(prefix) + 1:]
+    parts = path.split("/")
+    if len(parts) != 2 or not all(parts):
+        return None
+    other = copy.copy(repo)
+    other.owner, other.repository = parts
+    return other
+
+
+def _gitmodules(repo: GitHubCodeRepository, sha: str, policy: RetryPolicy) -> str:
+    client = _client(repo, lazy=True)
+
+    def fetch() -> Any:
+        return client.get_repo(repo.full_name).get_contents(".gitmodules", ref=sha)
+
+    try:
+        content = _call(repo, fetch, policy, what=_what(repo, sha), sha=sha)
+    except NotFoundError:
+        raise DownloadError(f"{_what(repo, sha)} has submodules but no .gitmodules") from None
+    if isinstance(content, list):
+        raise DownloadError(f"{_what(repo, sha)}: .gitmodules is a directory")
+    return bytes(content.decoded_content).decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------------- tree listing
+
+
+def _tree_entries(repo: GitHubCodeRepository, sha: str,
+                  policy: RetryPolicy) -> list[tuple[str, str, str]]:
+    client = _client(repo, lazy=True)
+
+    def fetch() -> Any:
+        return client.get_repo(repo.full_name).get_git_tree(sha, recursive=True)
+
+    tree = _call(repo, fetch, policy, what=_what(repo, sha), sha=sha)
+    if tree.raw_data.get("truncated"):
+        raise DownloadError(f"{_what(repo, sha)}: GitHub truncated the commit's tree listing; "
+                            "the tree is too large to verify")
+    return [(item.path, item.mode, item.sha) for item in tree.tree]
+
+
+# ---------------------------------------------------------------------------- plumbing
+
+
+def _client(repo: GitHubCodeRepository, *, lazy: bool) -> Github:
+    from github import Auth, Github
+
+    token = repo.token
+    return Github(
+        base_url=repo.api_url.rstrip("/"),
+        auth=Auth.Token(token) if token else None,
+        timeout=int(_read_timeout()),
+        user_agent=f"builder/{__version__}",
+        retry=None,
+        seconds_between_requests=0,
+        seconds_between_writes=0,
+        lazy=lazy,
+    )
+
+
+def _call(repo: GitHubCodeRepository, fn: Callable[[], T], policy: RetryPolicy | None, *,
+          what: str, sha: str | None = None) -> T:
+    """Run one PyGithub call under the retry policy, mapping its errors to builder's."""
+    import requests
+    from github import GithubException
+
+    def attempt() -> T:
+        try:
+            return fn()
+        except GithubException as exc:
+            data: Mapping[str, Any] = exc.data if isinstance(exc.data, dict) else {}
+            message = str(data.get("message", "") or "")
+            check_status(exc.status, exc.headers, message, what=what,
+                         final=lambda status, text: _final_error(repo, status, text, sha))
+            raise DownloadError(f"{what}: unexpected answer HTTP {exc.status}") from None
+        except requests.RequestException as exc:
+            raise Retryable(DownloadError(f"{what}: {network_failure(exc)}")) from None
+
+    return (policy or RetryPolicy.from_environment()).run(attempt)
+
+
+def _what(repo: GitHubCodeRepository, sha: str | None = None) -> str:
+    where = f"GitHub repository {repo.full_name}"
+    return f"{where} at {sha[:12]}" if sha else where
+
+
+def _final_error(repo: GitHubCodeRepository, status: int, message: str,
+                 sha: str | None) -> DownloadError:
+    api = repo.api_url
+    name = repo.full_name
+    has_token = bool(repo.token)
+    detail = f" ({redact(message)})" if message and message.lower() != "not found" else ""
+    if status == 401:
+        if has_token:
+            return AuthenticationError(
+                f"{api} rejected the token for {name} (HTTP 401{detail}): check that the "
+                "token is valid, not expired, and meant for this server"
+            )
+        return AuthenticationError(
+            f"{api} requires a token for {name} (HTTP 401): register the repository with "
+            "--token"
+        )
+    if status == 403:
+        return AuthenticationError(
+            f"{api} refused access to {name} (HTTP 403{detail}): check the token's scopes "
+            "(classic tokens need 'repo' for private repositories; fine-grained tokens need "
+            "read access to Contents) and the organisation's token policy"
+        )
+    if status in (404, 422):
+        what = (f"commit {sha} of {name}" if sha else f"repository {name}")
+        hint = ("check --owner and --repository"
+                + (", that the token can see the repository" if has_token
+                   else ", and register a --token if the repository is private")
+                + (", and that the commit was pushed" if sha else ""))
+        return NotFoundError(f"{what} was not found at {api} (HTTP {status}): {hint}")
+    return DownloadError(f"{_what(repo, sha)}: the server answered HTTP {status}{detail}")

@@ -1,0 +1,318 @@
+"""GitLab (gitlab.com and self-hosted, with subgroups) login and download, via python-gitlab.
+
+A download is one streamed archive request, `GET /projects/{path}/repository/archive.tar.gz
+?sha={commit}&path={subdirectory}`, made with python-gitlab's `repository_archive` on a lazy
+project (no extra GET). GitLab names the archive's top folder
+`{project}-{sha}-{sha}[-{path with / -> -}]` and keeps the path inside it, so the extractor
+drops one component and then keeps what is below the subdirectory.
+
+python-gitlab's own retries and rate-limit sleeps are off; the shared `RetryPolicy` retries
+instead. python-gitlab's exceptions do not carry the response headers, so a response hook on
+its session keeps the last failed answer's headers for Retry-After and RateLimit-Reset.
+
+More requests happen only when needed: `verify_download` lists the tree (paginated), and an
+archive with submodule placeholders (empty directories) looks up the gitlinks and
+`.gitmodules`, then downloads each submodule on the same server at its pinned commit.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from builder import __version__
+from builder.download import (
+    MAX_SUBMODULE_DEPTH,
+    Listing,
+    empty_directories,
+    fetch_atomically,
+    network_failure,
+    normalize_subdirectory,
+    parse_gitmodules,
+    relative_listing,
+    resolve_submodule_url,
+    stream_archive,
+    validate_commit,
+    verify_tree,
+    wants_verify,
+)
+from builder.errors import AuthenticationError, DownloadError, NotFoundError
+from builder.retry import Retryable, RetryPolicy, check_status
+from builder.secrets import redact
+
+if TYPE_CHECKING:
+    import gitlab
+    import requests
+
+    from builder.repositories.gitlab import GitLabCodeRepository
+
+T = TypeVar("T")
+CHUNK = 1 << 16
+# Passed to every python-gitlab call: builder's RetryPolicy retries, not python-gitlab.
+_NO_RETRIES: dict[str, Any] = {"obey_rate_limit": False, "max_retries": 0,
+                               "retry_transient_errors": False}
+
+
+def _read_timeout() -> float:
+    try:
+        return float(os.environ.get("BUILDER_HTTP_TIMEOUT", "60"))
+    except ValueError:
+        return 60.0
+
+
+# ---------------------------------------------------------------------------- public API
+
+
+def login(repo: GitLabCodeRepository, policy: RetryPolicy | None = None) -> None:
+    """Check the token (or anonymous access) by reading the project: one request."""
+    client = _Client(repo)
+    client.call(lambda: client.gl.projects.get(repo.path_with_namespace, **_NO_RETRIES),
+                policy, what=_what(repo))
+
+
+def download_files(repo: GitLabCodeRepository, commit: str, directory: str | os.PathLike[str],
+                   repo_sub_directory: str | None, policy: RetryPolicy | None = None) -> None:
+    """Download `commit` (only `repo_sub_directory`) into `directory`, atomically."""
+    sha = validate_commit(commit)
+    subdir = normalize_subdirectory(repo_sub_directory)
+    verify = wants_verify(repo, directory)
+    policy = policy or RetryPolicy.from_environment()
+    fetch_atomically(directory, lambda target: _download(repo, sha, target, subdir, verify,
+                                                         policy, depth=0))
+
+
+def tree_listing(repo: GitLabCodeRepository, commit: str, subdirectory: str | None,
+                 policy: RetryPolicy | None = None) -> Listing:
+    """The commit's files below `subdirectory`: path -> (mode, blob id)."""
+    sha = validate_commit(commit)
+    subdir = normalize_subdirectory(subdirectory)
+    entries = _tree_entries(repo, sha, subdir, policy or RetryPolicy.from_environment())
+    return relative_listing(entries, subdir)
+
+
+# ---------------------------------------------------------------------------- download
+
+
+class _Chunks:
+    """A streamed python-gitlab answer as stream_archive wants it."""
+
+    def __init__(self, chunks: Iterator[bytes], response: requests.Response | None) -> None:
+        self._chunks = chunks
+        self._response = response
+
+    def iter_content(self, chunk_size: int) -> Iterator[bytes]:
+        return self._chunks
+
+    def close(self) -> None:
+        if self._response is not None:
+            self._response.close()
+
+
+def _download(repo: GitLabCodeRepository, sha: str, target: Path, subdir: str, verify: bool,
+              policy: RetryPolicy, depth: int) -> None:
+    what = _what(repo, sha)
+    client = _Client(repo)
+
+    def open_archive() -> _Chunks:
+        project = client.gl.projects.get(repo.path_with_namespace, lazy=True)
+
+        def request() -> Iterator[bytes]:
+            return project.repository_archive(  # type: ignore[no-any-return]
+                sha=sha, format="tar.gz", path=subdir or None, streamed=True, iterator=True,
+                chunk_size=CHUNK, timeout=_read_timeout(), **_NO_RETRIES)
+
+        chunks = client.attempt(request, what=what, sha=sha, subdir=subdir)
+        return _Chunks(chunks, client.last_response)
+
+    stream_archive(open_archive, target, what=what, policy=policy, strip_components=1,
+                   subdirectory=subdir)
+    entries: list[tuple[str, str, str]] | None = None
+
+    def listing() -> list[tuple[str, str, str]]:
+        nonlocal entries
+        if entries is None:
+            entries = _tree_entries(repo, sha, subdir, policy)
+        return entries
+
+    candidates = empty_directories(target)
+    if candidates:
+        _fetch_submodules(repo, sha, target, subdir, candidates, listing, policy, depth)
+    if verify:
+        verify_tree(target, relative_listing(listing(), subdir), what=what)
+
+
+def _tree_entries(repo: GitLabCodeRepository, sha: str, subdir: str,
+                  policy: RetryPolicy) -> list[tuple[str, str, str]]:
+    client = _Client(repo)
+
+    def fetch() -> list[Any]:
+        project = client.gl.projects.get(repo.path_with_namespace, lazy=True)
+        return list(project.repository_tree(path=subdir, ref=sha, recursive=True,
+                                            get_all=True, per_page=100, **_NO_RETRIES))
+
+    items = client.call(fetch, policy, what=_what(repo, sha), sha=sha, subdir=subdir)
+    return [(str(item["path"]), str(item["mode"]), str(item["id"])) for item in items]
+
+
+# ---------------------------------------------------------------------------- submodules
+
+
+def _fetch_submodules(repo: GitLabCodeRepository, sha: str, target: Path, subdir: str,
+                      candidates: list[str], listing: Callable[[], list[tuple[str, str, str]]],
+                      policy: RetryPolicy, depth: int) -> None:
+    prefix = subdir + "/" if subdir else ""
+    wanted = {prefix + path for path in candidates}
+    gitlinks = {path: link for path, mode, link in listing() if mode == "160000" and path in wanted}
+    if not gitlinks:
+        return
+    declared = parse_gitmodules(_gitmodules(repo, sha, policy))
+    modules = {module.path: module.url for module in declared}
+    superproject = f"{repo.url.rstrip('/')}/{repo.path_with_namespace}.git"
+    for path, link in sorted(gitlinks.items()):
+        what = f"{_what(repo, sha)}: submodule {path!r}"
+        url = modules.get(path)
+        if url is None:
+            raise DownloadError(f"{what} (commit {link[:12]}) has no entry in .gitmodules")
+        resolved = resolve_submodule_url(url, superproject)
+        other = _same_server(repo, resolved)
+        if other is None:
+            raise DownloadError(redact(
+                f"{what} lives at {resolved}, not on {repo.url}, so it cannot be downloaded as "
+                "an archive with this token; register the repository with --type git (which "
+                "fetches submodules with your git credentials), or vendor the submodule"
+            ))
+        if depth + 1 > MAX_SUBMODULE_DEPTH:
+            raise DownloadError(f"{what}: submodules nest deeper than {MAX_SUBMODULE_DEPTH}")
+        _download(other, link, target / path[len(prefix):], "", False, policy, depth + 1)
+
+
+def _same_server(repo: GitLabCodeRepository, url: str) -> GitLabCodeRepository | None:
+    from builder.repositories.urls import parse_remote_url, parse_web_url
+
+    remote = parse_remote_url(url)
+    if remote is None or remote.is_local:
+        return None
+    host, port, prefix = parse_web_url(repo.url)
+    if remote.host != host:
+        return None
+    if remote.scheme in ("http", "https") and remote.port != port:
+        return None
+    path = remote.path
+    if prefix and path.startswith(prefix + "/"):
+        path = path[len(prefix) + 1:]
+    parts = path.split("/")
+    if len(parts) < 2 or not all(parts):
+        return None
+    other = copy.copy(repo)
+    other.group, other.project = "/".join(parts[:-1]), parts[-1]
+    return other
+
+
+def _gitmodules(repo: GitLabCodeRepository, sha: str, policy: RetryPolicy) -> str:
+    client = _Client(repo)
+
+    def fetch() -> bytes:
+        project = client.gl.projects.get(repo.path_with_namespace, lazy=True)
+        return bytes(project.files.raw(file_path=".gitmodules", ref=sha, **_NO_RETRIES))
+
+    try:
+        data = client.call(fetch, policy, what=_what(repo, sha), sha=sha)
+    except NotFoundError:
+        raise DownloadError(f"{_what(repo, sha)} has submodules but no .gitmodules") from None
+    return data.decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------------- plumbing
+
+
+class _Client:
+    """A python-gitlab client whose failed answers' headers are kept for the retry policy."""
+
+    def __init__(self, repo: GitLabCodeRepository) -> None:
+        import gitlab
+
+        self.repo = repo
+        self.last_headers: dict[str, str] = {}
+        self.last_response: requests.Response | None = None
+        token = repo.token
+        self.gl: gitlab.Gitlab = gitlab.Gitlab(
+            repo.url.rstrip("/"),
+            private_token=token or None,
+            timeout=_read_timeout(),
+            retry_transient_errors=False,
+            user_agent=f"builder/{__version__}",
+            keep_base_url=True,
+        )
+        self.gl.session.hooks["response"].append(self._remember)
+
+    def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.last_response = response
+        self.last_headers = dict(response.headers)
+
+    def attempt(self, fn: Callable[[], T], *, what: str, sha: str | None = None,
+                subdir: str = "") -> T:
+        """One try of a python-gitlab call: errors become builder's, transient ones Retryable."""
+        import gitlab
+        import requests
+
+        self.last_headers = {}
+        try:
+            return fn()
+        except gitlab.GitlabError as exc:
+            status = int(exc.response_code or 0)
+            message = str(exc.error_message or "")
+            if status == 0:
+                raise DownloadError(redact(f"{what}: {message}")) from None
+            check_status(status, self.last_headers, message, what=what,
+                         final=lambda code, text: _final_error(self.repo, code, text, sha,
+                                                               subdir))
+            raise DownloadError(f"{what}: unexpected answer HTTP {status}") from None
+        except requests.RequestException as exc:
+            raise Retryable(DownloadError(f"{what}: {network_failure(exc)}")) from None
+
+    def call(self, fn: Callable[[], T], policy: RetryPolicy | None, *, what: str,
+             sha: str | None = None, subdir: str = "") -> T:
+        return (policy or RetryPolicy.from_environment()).run(
+            lambda: self.attempt(fn, what=what, sha=sha, subdir=subdir))
+
+
+def _what(repo: GitLabCodeRepository, sha: str | None = None) -> str:
+    where = f"GitLab project {repo.path_with_namespace}"
+    return f"{where} at {sha[:12]}" if sha else where
+
+
+def _final_error(repo: GitLabCodeRepository, status: int, message: str, sha: str | None,
+                 subdir: str) -> DownloadError:
+    url = repo.url
+    name = repo.path_with_namespace
+    has_token = bool(repo.token)
+    detail = f" ({redact(message)})" if message else ""
+    if status == 401:
+        if has_token:
+            return AuthenticationError(
+                f"{url} rejected the token for {name} (HTTP 401): check that the token is "
+                "valid, not expired, and meant for this server"
+            )
+        return AuthenticationError(
+            f"{url} requires a token for {name} (HTTP 401): register the project with --token"
+        )
+    if status == 403:
+        return AuthenticationError(
+            f"{url} refused access to {name} (HTTP 403{detail}): check the token's scopes "
+            "(read_repository, or read_api) and that its user has at least Reporter access"
+        )
+    if status == 404:
+        if sha is None or "project" in message.lower():
+            hint = ("check --group and --project"
+                    + (" and that the token can see the project" if has_token
+                       else ", and register a --token if the project is private"))
+            return NotFoundError(f"project {name} was not found at {url} (HTTP 404): {hint}")
+        where = f" or its directory {subdir!r}" if subdir else ""
+        return NotFoundError(
+            f"commit {sha}{where} of {name} was not found at {url} (HTTP 404): check that the "
+            "commit was pushed"
+        )
+    return DownloadError(f"{_what(repo, sha)}: the server answered HTTP {status}{detail}")
