@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from builder.cli import code_repository, entrypoint, secret, status
+from builder.cli import build, code_repository, entrypoint, run, secret, status
 
 app = typer.Typer(
     name="builder",
     help="Reuse a cached base image when the code is on a registered git repository; "
-         "bake a thin code layer when it is not.",
+    "bake a thin code layer when it is not.",
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -18,6 +18,8 @@ app = typer.Typer(
 app.add_typer(code_repository.app, name="code-repository")
 app.add_typer(secret.app, name="secret")
 app.command("status")(status.status)
+app.command("build")(build.build)
+app.command("run")(run.run)
 app.command(
     "entrypoint",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

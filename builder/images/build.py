@@ -1,0 +1,245 @@
+"""`builder build`: plan, then find or build the base image, then (bake) the code image.
+
+Each image is looked up in the local engine, then in the registry (if one is configured),
+and built only when neither has it. Lookup and build of one image hold a file lock under
+`$BUILDER_HOME/locks`, so concurrent builds of the same project build each image once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from builder.errors import UsageError
+from builder.images import names
+from builder.images.checksum import code_key
+from builder.images.context import ContextBuilder
+from builder.images.dockerfile import CODE_TEMPLATE, render_code, template_source, with_labels
+from builder.images.engine import Engine, build_network
+from builder.images.inputs import BaseRecipe, gather_base
+from builder.images.parent import resolve_parent
+from builder.images.progress import Progress, default_progress
+from builder.images.wheelhouse import builder_identity, ensure_wheelhouse
+from builder.planning import ProjectPlan, plan_json, plan_project
+from builder.repositories.base import BaseCodeRepository
+from builder.repositories.types import public_spec
+from builder.store import Store
+
+Source = Literal["local", "pulled", "built"]
+LABEL_PREFIX = "org.builder."
+
+
+@dataclass
+class BuildResult:
+    project: ProjectPlan
+    checksum: str
+    base_image: str
+    image: str
+    built: list[str] = field(default_factory=list)
+    pushed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    content_hash: str | None = None
+    repository_spec: dict[str, Any] | None = None
+    sources: dict[str, Source] = field(default_factory=dict)
+
+    @property
+    def mode(self) -> str:
+        return self.project.plan.mode
+
+    def to_json(self) -> dict[str, Any]:
+        return plan_json(self.project.plan, checksum=self.checksum, base_image=self.base_image,
+                         image=self.image, built=self.built, pushed=self.pushed,
+                         seconds=self.seconds)
+
+
+def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = False,
+                  store: Store | None = None, engine: Engine | None = None,
+                  progress: Progress | None = None,
+                  warn: Callable[[str], None] | None = None) -> BuildResult:
+    started = time.perf_counter()
+    store = store or Store.default()
+    progress = progress or default_progress()
+    project = plan_project(path, no_reuse=no_reuse, store=store, warn=warn)
+    settings = project.settings
+    registry = names.registry_for(settings)
+    if push and not registry:
+        raise UsageError(f"--push needs a registry: set `registry:` in {settings.file} "
+                         f"or {names.REGISTRY_ENV}")
+    own_engine = engine is None
+    engine = engine or Engine.connect()
+    try:
+        parent = resolve_parent(engine, settings.parent_image, store.home,
+                                settings_file=settings.file, log=progress.note)
+        recipe = gather_base(settings, parent, _repositories(project, store))
+        base = names.base_ref(settings.name, registry, recipe.checksum)
+        builds = _Builds(engine, store.home, registry, progress)
+        labels = _labels(project, recipe.checksum)
+        builds.ensure(base, "base image", lambda: _build_base(engine, recipe, base, store.home,
+                                                              labels, progress))
+        result = BuildResult(project, recipe.checksum, base, base)
+        if project.plan.mode == "bake":
+            from builder.files import file_set
+
+            files = file_set(settings.project_dir)
+            key = code_key(recipe.checksum, files.digest, settings.code_dir,
+                           template_source(CODE_TEMPLATE))
+            code = names.code_ref(settings.name, registry, key)
+            code_labels = {**labels, LABEL_PREFIX + "role": "code",
+                           LABEL_PREFIX + "content-hash": files.digest}
+
+            def build_code() -> None:
+                context = ContextBuilder()
+                dockerfile = with_labels(render_code(base, settings.code_dir), code_labels)
+                context.add_bytes("Dockerfile", dockerfile.encode())
+                target = context.add_rooted("code", settings.code_dir)
+                for entry in files.entries:
+                    name = f"{target}/{entry.path}"
+                    if entry.kind == "symlink":
+                        context.add_symlink(name, entry.target)
+                    else:
+                        context.add_file(name, files.root / entry.path,
+                                         executable=entry.kind == "exec", digest=entry.digest)
+                _build(engine, context, code, progress,
+                       f"baking {len(files.entries)} files into {code}", nocache=no_reuse)
+
+            builds.ensure(code, "code image", build_code, force=no_reuse)
+            result.image = code
+            result.content_hash = files.digest
+        elif project.plan.code_repository:
+            record = store.get_repository(project.plan.code_repository)
+            result.repository_spec = public_spec(record) if record else None
+        result.built = builds.built
+        result.sources = builds.sources
+        if push:
+            result.pushed = builds.push_all()
+    finally:
+        if own_engine:
+            engine.close()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _repositories(project: ProjectPlan, store: Store) -> dict[str, tuple[str, BaseCodeRepository]]:
+    records = {record.name: record for record in store.repositories()}
+    return {name: (records[name].type if name in records else repo.type, repo)
+            for name, repo in sorted(project.repositories.items())}
+
+
+def _labels(project: ProjectPlan, checksum: str) -> dict[str, str]:
+    plan = project.plan
+    facts = project.facts
+    dirty = facts.dirty if facts.has_commits else True
+    return {
+        LABEL_PREFIX + "role": "base",
+        LABEL_PREFIX + "checksum": checksum,
+        LABEL_PREFIX + "commit": plan.commit or "",
+        LABEL_PREFIX + "repository": plan.code_repository or "",
+        LABEL_PREFIX + "dirty": "true" if dirty else "false",
+        LABEL_PREFIX + "version": builder_identity(),
+    }
+
+
+def _build_base(engine: Engine, recipe: BaseRecipe, ref: str, home: Path,
+                labels: dict[str, str], progress: Progress) -> None:
+    wheels = ensure_wheelhouse(home, recipe.parent.target, recipe.needs.extras,
+                               recipe.needs.pip, log=progress.note)
+    base_labels = {**labels, LABEL_PREFIX + "parent": recipe.parent.name}
+    _build(engine, recipe.context(wheels, base_labels), ref, progress,
+           f"building base image {ref} (FROM {recipe.parent.name})")
+
+
+def _build(engine: Engine, context: ContextBuilder, ref: str, progress: Progress, title: str,
+           *, nocache: bool = False) -> None:
+    started = time.perf_counter()
+    progress.start(title)
+    try:
+        with context.to_file() as tar:
+            engine.build(tar, tag=ref, progress=progress, nocache=nocache,
+                         network_mode=build_network())
+    except BaseException:
+        progress.fail(f"building {ref} failed")
+        raise
+    progress.finish(f"built {ref} in {time.perf_counter() - started:.1f} s")
+
+
+class _Builds:
+    """Lookup-or-build for each image, under a per-image lock; remembers what it did."""
+
+    def __init__(self, engine: Engine, home: Path, registry: str | None,
+                 progress: Progress) -> None:
+        self.engine = engine
+        self.home = home
+        self.registry = registry
+        self.progress = progress
+        self.sources: dict[str, Source] = {}
+        self.built: list[str] = []
+
+    def ensure(self, ref: str, what: str, build: Callable[[], None], *,
+               force: bool = False) -> Source:
+        with image_lock(self.home, ref, lambda: self.progress.note(
+                f"waiting for another builder that holds {ref}")):
+            source = self._find(ref, what) if not force else None
+            if source is None:
+                build()
+                source = "built"
+                self.built.append(ref)
+        self.sources[ref] = source
+        return source
+
+    def _find(self, ref: str, what: str) -> Source | None:
+        if self.engine.image_id(ref):
+            self.progress.note(f"{what} {ref}: present in the local engine")
+            return "local"
+        if self.registry:
+            reason = self.engine.pull(ref)
+            if reason is None and self.engine.image_id(ref):
+                self.progress.note(f"{what} {ref}: pulled from {self.registry}")
+                return "pulled"
+            if reason and not _looks_absent(reason):
+                self.progress.note(f"{what} {ref}: cannot pull from {self.registry} ({reason}); "
+                                   "building it")
+        return None
+
+    def push_all(self) -> list[str]:
+        pushed = []
+        for ref, source in self.sources.items():
+            if source == "pulled":
+                continue
+            remote = self.engine.registry_digest(ref)
+            if remote and remote in self.engine.local_digests(ref):
+                self.progress.note(f"{ref}: already in the registry")
+                continue
+            self.progress.note(f"pushing {ref}")
+            self.engine.push(ref)
+            pushed.append(ref)
+        return pushed
+
+
+def _looks_absent(reason: str) -> bool:
+    lowered = reason.lower()
+    return any(text in lowered for text in ("not found", "manifest unknown", "does not exist"))
+
+
+@contextlib.contextmanager
+def image_lock(home: Path, ref: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """An exclusive lock per image reference, shared by every builder using this home."""
+    directory = home / "locks"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / (hashlib.sha256(ref.encode()).hexdigest()[:32] + ".lock")
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -1,0 +1,205 @@
+"""Deterministic tar build contexts.
+
+Entries are written in path order, parents before children, with a fixed mtime, uid and
+gid 0, no user or group names, and normalised modes (0644, 0755 for executables and
+directories). The same inputs therefore give the same bytes, and the engine's COPY gives
+the same layer content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from builder.errors import BuilderError
+
+# 1980-01-01T00:00:00Z: the earliest time a zip file can hold; any constant would do.
+FIXED_MTIME = 315532800
+# Directories that must keep their usual mode when a context lays files out from `/`.
+STICKY_DIRECTORIES = ("tmp", "var/tmp", "dev/shm")
+SPOOL_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class _Member:
+    name: str
+    kind: str  # "dir", "bytes", "file", "symlink"
+    mode: int
+    data: bytes = b""
+    source: str = ""
+    digest: str = ""  # expected sha256 of source, checked while it is copied
+    target: str = ""
+
+
+class ContextBuilder:
+    """Collects entries, then writes them as a deterministic tar."""
+
+    def __init__(self) -> None:
+        self._members: dict[str, _Member] = {}
+
+    def add_bytes(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        self._add(_Member(_clean(name), "bytes", _file_mode(mode), data=data))
+
+    def add_file(self, name: str, source: str | os.PathLike[str], *, executable: bool = False,
+                 digest: str = "") -> None:
+        """Add a file's content; if digest is given, the content must still have it."""
+        mode = 0o755 if executable else 0o644
+        self._add(_Member(_clean(name), "file", mode, source=os.fspath(source), digest=digest))
+
+    def add_directory(self, name: str, mode: int = 0o755) -> None:
+        self._add(_Member(_clean(name), "dir", mode & 0o7777))
+
+    def add_symlink(self, name: str, target: str) -> None:
+        self._add(_Member(_clean(name), "symlink", 0o777, target=target))
+
+    def add_rooted(self, prefix: str, absolute: str) -> str:
+        """Declare `prefix` + the ancestors of an absolute path; return the entry prefix.
+
+        Files added under the result are copied by `COPY ["<prefix>/", "/"]` to `absolute`.
+        Every ancestor is then in the layer with fixed metadata (0755, or 1777 for /tmp).
+        """
+        parts = [p for p in absolute.split("/") if p]
+        for index in range(1, len(parts) + 1):
+            path = "/".join(parts[:index])
+            if f"{prefix}/{path}" not in self._members:
+                mode = 0o1777 if path in STICKY_DIRECTORIES else 0o755
+                self.add_directory(f"{prefix}/{path}", mode)
+        return "/".join([prefix, *parts])
+
+    def add_tree(self, prefix: str, directory: Path) -> None:
+        """Add every regular file under directory (no symlinks, no __pycache__)."""
+        for path in sorted(directory.rglob("*")):
+            rel = path.relative_to(directory)
+            if "__pycache__" in rel.parts or not path.is_file() or path.is_symlink():
+                continue
+            executable = bool(path.stat().st_mode & stat.S_IXUSR)
+            self.add_file(f"{prefix}/{rel.as_posix()}", path, executable=executable)
+
+    def _add(self, member: _Member) -> None:
+        if member.name in self._members:
+            raise ValueError(f"build context entry {member.name!r} added twice")
+        self._members[member.name] = member
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._members)
+
+    def write(self, fileobj: IO[bytes]) -> None:
+        members = dict(self._members)
+        for name in list(members):
+            parent = name.rpartition("/")[0]
+            while parent and parent not in members:
+                members[parent] = _Member(parent, "dir", 0o755)
+                parent = parent.rpartition("/")[0]
+        for name, member in members.items():
+            if member.kind == "dir":
+                continue
+            parent = name.rpartition("/")[0]
+            while parent:
+                if members[parent].kind != "dir":
+                    raise ValueError(f"build context entry {parent!r} is a file and a directory")
+                parent = parent.rpartition("/")[0]
+        with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT,
+                          encoding="utf-8", errors="surrogateescape") as tar:
+            for name in sorted(members, key=_sort_key):
+                _write_member(tar, members[name])
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        self.write(buffer)
+        return buffer.getvalue()
+
+    def to_file(self) -> IO[bytes]:
+        """The tar in a spooled temporary file, rewound; the caller closes it."""
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+        try:
+            self.write(spool)  # type: ignore[arg-type]
+            spool.seek(0)
+        except BaseException:
+            spool.close()
+            raise
+        return spool  # type: ignore[return-value]
+
+
+def context_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sort_key(name: str) -> tuple[str, ...]:
+    return tuple(name.split("/"))
+
+
+def _clean(name: str) -> str:
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise ValueError(f"invalid build context entry name {name!r}")
+    return "/".join(parts)
+
+
+def _file_mode(mode: int) -> int:
+    return 0o755 if mode & 0o111 else 0o644
+
+
+def _info(member: _Member, kind: bytes, size: int = 0) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(member.name)
+    info.type = kind
+    info.mode = member.mode
+    info.mtime = FIXED_MTIME
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.size = size
+    return info
+
+
+def _write_member(tar: tarfile.TarFile, member: _Member) -> None:
+    if member.kind == "dir":
+        tar.addfile(_info(member, tarfile.DIRTYPE))
+    elif member.kind == "symlink":
+        info = _info(member, tarfile.SYMTYPE)
+        info.linkname = member.target
+        tar.addfile(info)
+    elif member.kind == "bytes":
+        tar.addfile(_info(member, tarfile.REGTYPE, len(member.data)), io.BytesIO(member.data))
+    else:
+        _write_file(tar, member)
+
+
+def _write_file(tar: tarfile.TarFile, member: _Member) -> None:
+    try:
+        handle = open(member.source, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        raise BuilderError(f"{member.source}: disappeared before it was sent; try again") from None
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        reader = _HashingReader(handle) if member.digest else handle
+        try:
+            tar.addfile(_info(member, tarfile.REGTYPE, size), reader)
+        except tarfile.ReadError:
+            raise BuilderError(f"{member.source}: changed while it was sent; try again") from None
+        if handle.read(1):
+            raise BuilderError(f"{member.source}: changed while it was being sent; try again")
+    if isinstance(reader, _HashingReader) and reader.hexdigest() != member.digest:
+        raise BuilderError(f"{member.source}: changed while it was being sent; try again")
+
+
+class _HashingReader:
+    """A file wrapper that hashes what tarfile reads through it."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self._digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self._digest.update(data)
+        return data
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()

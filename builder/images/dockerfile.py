@@ -1,0 +1,112 @@
+"""Dockerfile rendering from the Jinja2 templates shipped with builder.
+
+Installed from a wheel, the templates are `builder/_templates` (pyproject force-includes the
+repository's `templates/` there). In a development install they are read from the
+repository's `templates/` beside the package.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from builder.errors import BuilderError, UsageError
+
+if TYPE_CHECKING:
+    import jinja2
+
+BASE_TEMPLATE = "base.Dockerfile.j2"
+CODE_TEMPLATE = "code.Dockerfile.j2"
+BUILDER_HOME = "/opt/builder"
+WHEELHOUSE_DIR = "/opt/builder-wheelhouse"
+REQUIREMENTS_DIR = "/opt/builder-requirements"
+
+
+def templates_dir() -> Path:
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "_templates", package.parent / "templates"):
+        if (candidate / BASE_TEMPLATE).is_file():
+            return candidate
+    raise BuilderError("builder's Dockerfile templates are missing (looked in "
+                       f"{package / '_templates'} and {package.parent / 'templates'}); "
+                       "reinstall builder")
+
+
+@dataclass(frozen=True)
+class BaseTemplateData:
+    parent_id: str
+    apt_packages: tuple[str, ...]
+    requirements: tuple[str, ...]  # file names inside the context's requirements/ folder
+    builder_requirement: str  # e.g. "builder[github]"
+    extra_requirements: tuple[str, ...]  # a custom repository class's `requirements`
+    custom_module: bool
+    environment: tuple[tuple[str, str], ...]
+    code_dir: str
+
+
+def render_base(data: BaseTemplateData) -> str:
+    return _environment().get_template(BASE_TEMPLATE).render(
+        parent_id=data.parent_id,
+        apt_packages=sorted(set(data.apt_packages)),
+        requirements=sorted(set(data.requirements)),
+        builder_requirement=data.builder_requirement,
+        extra_requirements=sorted(set(data.extra_requirements)),
+        custom_module=data.custom_module,
+        environment=sorted(dict(data.environment).items()),
+        code_dir=data.code_dir,
+        builder_home=BUILDER_HOME,
+        wheelhouse_dir=WHEELHOUSE_DIR,
+        requirements_dir=REQUIREMENTS_DIR,
+    )
+
+
+def render_code(base_image: str, code_dir: str) -> str:
+    return _environment().get_template(CODE_TEMPLATE).render(base_image=base_image,
+                                                             code_dir=code_dir)
+
+
+def with_labels(dockerfile: str, labels: dict[str, str]) -> str:
+    """Append one LABEL instruction (one build step, whatever the number of labels)."""
+    if not labels:
+        return dockerfile
+    pairs = " ".join(f"{env_quote(k)}={env_quote(v)}" for k, v in sorted(labels.items()))
+    return dockerfile.rstrip("\n") + f"\nLABEL {pairs}\n"
+
+
+def template_source(name: str) -> str:
+    return (templates_dir() / name).read_text(encoding="utf-8")
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["json"] = _json
+    env.filters["shell_quote"] = shlex.quote
+    env.filters["env_quote"] = env_quote
+    return env
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value)
+
+
+def env_quote(value: str) -> str:
+    """A Dockerfile ENV value, double-quoted, with `$` kept literal."""
+    if "\n" in value or "\r" in value:
+        raise UsageError(f"environment value {value[:20]!r}...: "
+                         "a Dockerfile cannot hold a line break")
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'

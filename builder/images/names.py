@@ -1,0 +1,47 @@
+"""Image references: `[<registry>/]<name>:base-<checksum[:16]>` and `...:code-<key[:16]>`."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from builder.errors import UsageError
+from builder.settings import Settings
+
+TAG_DIGITS = 16
+REGISTRY_ENV = "BUILDER_REGISTRY"
+_REGISTRY_RE = re.compile(r"^[A-Za-z0-9.\-]+(?::[0-9]+)?(?:/[a-z0-9._\-/]+)?$")
+
+
+def registry_for(settings: Settings, environ: dict[str, str] | None = None) -> str | None:
+    """`BUILDER_REGISTRY` if set (empty means none), else builder.yaml's `registry`."""
+    env = os.environ if environ is None else environ
+    if REGISTRY_ENV in env:
+        value = env[REGISTRY_ENV].strip().rstrip("/")
+        if not value:
+            return None
+        if "://" in value or not _REGISTRY_RE.match(value):
+            raise UsageError(f"{REGISTRY_ENV}={value!r} is not a registry host "
+                             "(e.g. localhost:5000)")
+        return value
+    return settings.registry
+
+
+def repository(name: str, registry: str | None) -> str:
+    return f"{registry}/{name}" if registry else name
+
+
+def base_ref(name: str, registry: str | None, checksum: str) -> str:
+    return f"{repository(name, registry)}:base-{checksum[:TAG_DIGITS]}"
+
+
+def code_ref(name: str, registry: str | None, key: str) -> str:
+    return f"{repository(name, registry)}:code-{key[:TAG_DIGITS]}"
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """`host:5000/name:tag` -> (`host:5000/name`, `tag`)."""
+    repo, sep, tag = ref.rpartition(":")
+    if not sep or "/" in tag:
+        return ref, "latest"
+    return repo, tag
