@@ -75,14 +75,18 @@ def shipped_paths(project_dir: str | Path) -> list[str]:
 
 
 def _git_paths(root: Path) -> list[str]:
-    from builder.gitcmd import run_git, split_z
+    from builder.gitcmd import split_z, start_git
 
     try:
-        output = run_git(["ls-files", "-co", "--exclude-standard", "-z", "--", "."], root)
+        # Tracked files, including those of checked-out submodules (a download at the
+        # commit has them too), and untracked files that are not ignored.
+        tracked = start_git(["ls-files", "-c", "--recurse-submodules", "-z", "--", "."], root)
+        untracked = start_git(["ls-files", "-o", "--exclude-standard", "-z", "--", "."], root)
+        paths = split_z(tracked.result()) + split_z(untracked.result())
     except FileNotFoundError:
         raise GitError("git is not installed (it lists the files of a git checkout)") from None
     result = []
-    for path in dict.fromkeys(split_z(output)):
+    for path in dict.fromkeys(paths):
         if path.endswith("/"):
             continue  # an untracked nested repository, which git does not ship
         try:

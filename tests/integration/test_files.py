@@ -39,26 +39,56 @@ def repo(tmp_path: Path, files: dict[str, str], name: str = "repo") -> Path:
 
 
 def test_tracked_and_untracked_not_ignored_minus_dockerignore(tmp_path):
-    root = repo(tmp_path, {
-        "main.py": "x", "lib/util.py": "y", ".gitignore": "*.log\nbuild/\n",
-        ".dockerignore": "docs\n*.md\n!KEEP.md\n", "docs/a.txt": "d", "README.md": "r",
-        "KEEP.md": "k", "gone.py": "g",
-    })
-    write(root, {"new.py": "n", "debug.log": "l", "build/out.o": "o", "docs/new.txt": "d2",
-                 "notes.md": "m"})
+    root = repo(
+        tmp_path,
+        {
+            "main.py": "x",
+            "lib/util.py": "y",
+            ".gitignore": "*.log\nbuild/\n",
+            ".dockerignore": "docs\n*.md\n!KEEP.md\n",
+            "docs/a.txt": "d",
+            "README.md": "r",
+            "KEEP.md": "k",
+            "gone.py": "g",
+        },
+    )
+    write(
+        root,
+        {
+            "new.py": "n",
+            "debug.log": "l",
+            "build/out.o": "o",
+            "docs/new.txt": "d2",
+            "notes.md": "m",
+        },
+    )
     (root / "gone.py").unlink()
-    assert shipped_paths(root) == sorted([
-        ".dockerignore", ".gitignore", "KEEP.md", "lib/util.py", "main.py", "new.py",
-    ])
+    assert shipped_paths(root) == sorted(
+        [
+            ".dockerignore",
+            ".gitignore",
+            "KEEP.md",
+            "lib/util.py",
+            "main.py",
+            "new.py",
+        ]
+    )
 
 
 def test_subdirectory_project_ships_only_its_files_relative_to_it(tmp_path):
-    root = repo(tmp_path, {"top.py": "t", "app/main.py": "m", "app/pkg/a.py": "a",
-                           "app/.dockerignore": "pkg/skip*\n", "app/pkg/skip_me.py": "s",
-                           "other/b.py": "b"})
+    root = repo(
+        tmp_path,
+        {
+            "top.py": "t",
+            "app/main.py": "m",
+            "app/pkg/a.py": "a",
+            "app/.dockerignore": "pkg/skip*\n",
+            "app/pkg/skip_me.py": "s",
+            "other/b.py": "b",
+        },
+    )
     write(root, {"app/untracked.py": "u", "other/untracked.py": "u"})
-    assert shipped_paths(root / "app") == [".dockerignore", "main.py", "pkg/a.py",
-                                           "untracked.py"]
+    assert shipped_paths(root / "app") == [".dockerignore", "main.py", "pkg/a.py", "untracked.py"]
 
 
 def test_outside_git_every_file_minus_dockerignore(tmp_path):
@@ -138,3 +168,25 @@ def test_five_thousand_files_are_fast(tmp_path):
     elapsed = time.perf_counter() - started
     assert len(result.entries) == 5000
     assert elapsed < 3.0, f"hashing 5,000 files took {elapsed:.2f} s"
+
+
+def test_checked_out_submodules_ship_their_files_as_a_download_would(tmp_path):
+    library = repo(tmp_path, {"lib.py": "L", "nested/deep.py": "D"}, name="library")
+    root = repo(tmp_path, {"main.py": "m"})
+    git(
+        root,
+        "-c",
+        "protocol.file.allow=always",
+        "submodule",
+        "add",
+        "-q",
+        str(library),
+        "vendor/lib",
+    )
+    git(root, "commit", "-q", "-m", "add submodule")
+    assert shipped_paths(root) == [
+        ".gitmodules",
+        "main.py",
+        "vendor/lib/lib.py",
+        "vendor/lib/nested/deep.py",
+    ]
