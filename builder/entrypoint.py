@@ -14,19 +14,18 @@ works the same inside a container, in CI, and in tests:
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from builder.atomic import remove_tree, staged_directory
 from builder.errors import BuilderError, UsageError
+from builder.locks import file_lock
 from builder.secrets import remember
 
 DEFAULT_CODE_DIR = "/app/code"
@@ -104,7 +103,7 @@ def ensure_cached(contract: Contract, log: Any = None) -> Path:
     cached = contract.cache_dir / contract.cache_key
     if cached.is_dir():
         return cached
-    with _locked(contract.cache_dir / f".{contract.cache_key}.lock"):
+    with file_lock(contract.cache_dir / f".{contract.cache_key}.lock"):
         if cached.is_dir():
             return cached
         from builder.download import download
@@ -197,17 +196,6 @@ def _default_cache_dir() -> str:
     import platformdirs
 
     return platformdirs.user_cache_dir("builder", appauthor=False)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def run(command: list[str], environ: Mapping[str, str] | None = None) -> None:

@@ -8,7 +8,6 @@ is 0600. A file that cannot be parsed is an error; it is never silently reset.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -19,6 +18,7 @@ from typing import Any
 from builder import secrets
 from builder.atomic import atomic_write_text
 from builder.errors import StoreError
+from builder.locks import file_lock
 
 REPOSITORIES_FILE = "repositories.json"
 SECRETS_FILE = "secrets.json"
@@ -106,19 +106,15 @@ class Store:
     def transaction(self) -> Iterator[State]:
         """Lock, load, yield the state for changes, then write back what changed."""
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(self.home / ".lock", "a+") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            try:
-                state = State(self._read_repositories(), self._read_secrets())
-                before = (_dump_repositories(state.repositories), _dump(state.secrets))
-                yield state
-                after = (_dump_repositories(state.repositories), _dump(state.secrets))
-                if after[1] != before[1]:
-                    atomic_write_text(self.secrets_path, after[1], mode=0o600)
-                if after[0] != before[0]:
-                    atomic_write_text(self.repositories_path, after[0], mode=0o644)
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        with file_lock(self.home / ".lock"):
+            state = State(self._read_repositories(), self._read_secrets())
+            before = (_dump_repositories(state.repositories), _dump(state.secrets))
+            yield state
+            after = (_dump_repositories(state.repositories), _dump(state.secrets))
+            if after[1] != before[1]:
+                atomic_write_text(self.secrets_path, after[1], mode=0o600)
+            if after[0] != before[0]:
+                atomic_write_text(self.repositories_path, after[0], mode=0o644)
 
     def _read_repositories(self) -> dict[str, RepositoryRecord]:
         data = self._load(self.repositories_path, "repositories")

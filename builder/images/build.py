@@ -8,7 +8,6 @@ and built only when neither has it. Lookup and build of one image hold a file lo
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from builder.images.inputs import BaseRecipe, gather_base
 from builder.images.parent import resolve_parent
 from builder.images.progress import Progress, default_progress
 from builder.images.wheelhouse import builder_identity, ensure_wheelhouse
+from builder.locks import file_lock
 from builder.planning import ProjectPlan, plan_json, plan_project
 from builder.repositories.base import BaseCodeRepository
 from builder.repositories.types import public_spec
@@ -229,17 +229,6 @@ def _looks_absent(reason: str) -> bool:
 @contextlib.contextmanager
 def image_lock(home: Path, ref: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     """An exclusive lock per image reference, shared by every builder using this home."""
-    directory = home / "locks"
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / (hashlib.sha256(ref.encode()).hexdigest()[:32] + ".lock")
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if on_wait is not None:
-                on_wait()
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    path = home / "locks" / (hashlib.sha256(ref.encode()).hexdigest()[:32] + ".lock")
+    with file_lock(path, on_wait=on_wait):
+        yield

@@ -18,15 +18,13 @@ the image is exactly the CLI's version and the image build needs no index for it
 from __future__ import annotations
 
 import base64
-import contextlib
-import fcntl
 import hashlib
 import io
 import re
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -34,6 +32,7 @@ from pathlib import Path
 import builder
 from builder.atomic import staged_directory
 from builder.errors import BuilderError
+from builder.locks import file_lock
 from builder.secrets import redact
 
 DIST_NAME = "builder"
@@ -194,7 +193,7 @@ def ensure_wheelhouse(home: Path, target: Target, extras: Sequence[str],
     directory = root / wheelhouse_key(target, extras, extra_requirements)
     if (directory / ".complete").is_file():
         return directory
-    with _locked(root / f".{directory.name}.lock"):
+    with file_lock(root / f".{directory.name}.lock"):
         if (directory / ".complete").is_file():
             return directory
         if directory.exists():
@@ -227,24 +226,9 @@ def prune(root: Path, *, keep: Path, newest: int = KEEP_WHEELHOUSES,
     for mtime, directory in done[max(0, newest - 1):]:
         if now - mtime < min_age:
             continue
-        lock = root / f".{directory.name}.lock"
-        with open(lock, "a+") as handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            remove_tree(directory)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with file_lock(root / f".{directory.name}.lock", blocking=False) as acquired:
+            if acquired:
+                remove_tree(directory)
 
 
 def _download(directory: Path, wheel: Path, target: Target, extras: Sequence[str],
