@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from builder.atomic import staged_directory
 from builder.errors import (
@@ -301,6 +301,44 @@ def apply_dockerignore(root: Path) -> int:
 
 
 # ---------------------------------------------------------------------------- submodules
+
+R = TypeVar("R")
+
+
+def fill_archive_submodules(
+    *, what: str, service_url: str, superproject: str, target: Path, subdir: str,
+    candidates: list[str], listing: Callable[[], list[tuple[str, str, str]]],
+    gitmodules: Callable[[], str], same_server: Callable[[str], R | None],
+    download: Callable[[R, str, Path], None], depth: int,
+) -> None:
+    """Fill an archive's submodule placeholders (empty directories) at their gitlink commits.
+
+    Archives from GitHub and GitLab leave submodules empty. Each one that lives on the same
+    service is downloaded as an archive of its own; any other fails, saying how to proceed.
+    """
+    prefix = subdir + "/" if subdir else ""
+    wanted = {prefix + path for path in candidates}
+    gitlinks = {path: link for path, mode, link in listing() if mode == "160000" and path in wanted}
+    if not gitlinks:
+        return  # empty trees, which git can hold; nothing is missing
+    modules = {module.path: module.url for module in parse_gitmodules(gitmodules())}
+    for path, link in sorted(gitlinks.items()):
+        where = f"{what}: submodule {path!r}"
+        url = modules.get(path)
+        if url is None:
+            raise DownloadError(f"{where} (commit {link[:12]}) has no entry in .gitmodules")
+        resolved = resolve_submodule_url(url, superproject)
+        other = same_server(resolved)
+        if other is None:
+            raise DownloadError(redact(
+                f"{where} lives at {resolved}, not on {service_url}, so it cannot be downloaded "
+                "as an archive with this token; register the repository with --type git (which "
+                "fetches submodules with your git credentials), or vendor the submodule"
+            ))
+        if depth + 1 > MAX_SUBMODULE_DEPTH:
+            raise DownloadError(f"{where}: submodules nest deeper than {MAX_SUBMODULE_DEPTH}")
+        download(other, link, target / path[len(prefix):])
+
 
 
 @dataclass(frozen=True)

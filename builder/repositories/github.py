@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from builder.repositories.hosted import GitRemoteRepository
-from builder.repositories.urls import parse_remote_url, parse_web_url
+from builder.repositories.urls import parse_web_url, path_on_server
 
 DEFAULT_URL = "https://github.com"
 PUBLIC_API_URL = "https://api.github.com"
 # github.com also serves ssh on ssh.github.com:443 for networks that block port 22.
-_HOST_ALIASES = {"github.com": {"github.com", "ssh.github.com"}}
+_HOST_ALIASES = {"github.com": frozenset({"ssh.github.com"})}
 
 
 def default_api_url(url: str) -> str:
@@ -37,16 +37,12 @@ class GitHubCodeRepository(GitRemoteRepository):
         return f"{self.owner}/{self.repository}"
 
     def matches_url(self, url: str) -> bool:
-        remote = parse_remote_url(url)
-        if remote is None or remote.is_local:
-            return False
-        host, port, prefix = parse_web_url(self.url)
-        if remote.host not in _HOST_ALIASES.get(host, {host}):
-            return False
-        if remote.scheme in ("http", "https") and remote.port != port:
-            return False
-        expected = {self.full_name.lower(), f"{prefix}/{self.full_name}".strip("/").lower()}
-        return remote.path.lower() in expected
+        path = path_on_server(url, self.url, self.host_aliases)
+        return path is not None and path.lower() == self.full_name.lower()
+
+    @property
+    def host_aliases(self) -> frozenset[str]:
+        return _HOST_ALIASES.get(parse_web_url(self.url)[0], frozenset())
 
     def login(self) -> None:
         from builder.repositories.github_api import login

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from builder.repositories.hosted import GitRemoteRepository
-from builder.repositories.urls import parse_remote_url, parse_web_url
+from builder.repositories.urls import path_on_server
 
 DEFAULT_URL = "https://gitlab.com"
 
@@ -26,18 +26,8 @@ class GitLabCodeRepository(GitRemoteRepository):
         return f"{self.group}/{self.project}"
 
     def matches_url(self, url: str) -> bool:
-        remote = parse_remote_url(url)
-        if remote is None or remote.is_local:
-            return False
-        host, port, prefix = parse_web_url(self.url)
-        if remote.host != host:
-            return False
-        full = self.path_with_namespace.lower()
-        if remote.scheme in ("http", "https"):
-            if remote.port != port:
-                return False
-            return remote.path.lower() in {f"{prefix}/{full}".strip("/"), full}
-        return remote.path.lower() == full
+        path = path_on_server(url, self.url)
+        return path is not None and path.lower() == self.path_with_namespace.lower()
 
     def login(self) -> None:
         from builder.repositories.gitlab_api import login

@@ -25,21 +25,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from builder import __version__
 from builder.download import (
-    MAX_SUBMODULE_DEPTH,
     Listing,
     empty_directories,
     fetch_atomically,
+    fill_archive_submodules,
     network_failure,
     normalize_subdirectory,
-    parse_gitmodules,
     relative_listing,
-    resolve_submodule_url,
     stream_archive,
     validate_commit,
     verify_tree,
     wants_verify,
 )
 from builder.errors import AuthenticationError, DownloadError, NotFoundError
+from builder.repositories.urls import path_on_server
 from builder.retry import Retryable, RetryPolicy, check_status
 from builder.secrets import redact
 
@@ -163,47 +162,20 @@ def _tree_entries(repo: GitLabCodeRepository, sha: str, subdir: str,
 def _fetch_submodules(repo: GitLabCodeRepository, sha: str, target: Path, subdir: str,
                       candidates: list[str], listing: Callable[[], list[tuple[str, str, str]]],
                       policy: RetryPolicy, depth: int) -> None:
-    prefix = subdir + "/" if subdir else ""
-    wanted = {prefix + path for path in candidates}
-    gitlinks = {path: link for path, mode, link in listing() if mode == "160000" and path in wanted}
-    if not gitlinks:
-        return
-    declared = parse_gitmodules(_gitmodules(repo, sha, policy))
-    modules = {module.path: module.url for module in declared}
-    superproject = f"{repo.url.rstrip('/')}/{repo.path_with_namespace}.git"
-    for path, link in sorted(gitlinks.items()):
-        what = f"{_what(repo, sha)}: submodule {path!r}"
-        url = modules.get(path)
-        if url is None:
-            raise DownloadError(f"{what} (commit {link[:12]}) has no entry in .gitmodules")
-        resolved = resolve_submodule_url(url, superproject)
-        other = _same_server(repo, resolved)
-        if other is None:
-            raise DownloadError(redact(
-                f"{what} lives at {resolved}, not on {repo.url}, so it cannot be downloaded as "
-                "an archive with this token; register the repository with --type git (which "
-                "fetches submodules with your git credentials), or vendor the submodule"
-            ))
-        if depth + 1 > MAX_SUBMODULE_DEPTH:
-            raise DownloadError(f"{what}: submodules nest deeper than {MAX_SUBMODULE_DEPTH}")
-        _download(other, link, target / path[len(prefix):], "", False, policy, depth + 1)
+    fill_archive_submodules(
+        what=_what(repo, sha), service_url=repo.url,
+        superproject=f"{repo.url.rstrip('/')}/{repo.path_with_namespace}.git",
+        target=target, subdir=subdir, candidates=candidates, listing=listing,
+        gitmodules=lambda: _gitmodules(repo, sha, policy),
+        same_server=lambda url: _same_server(repo, url),
+        download=lambda other, link, dest: _download(other, link, dest, "", False, policy,
+                                                     depth + 1),
+        depth=depth,
+    )
 
 
 def _same_server(repo: GitLabCodeRepository, url: str) -> GitLabCodeRepository | None:
-    from builder.repositories.urls import parse_remote_url, parse_web_url
-
-    remote = parse_remote_url(url)
-    if remote is None or remote.is_local:
-        return None
-    host, port, prefix = parse_web_url(repo.url)
-    if remote.host != host:
-        return None
-    if remote.scheme in ("http", "https") and remote.port != port:
-        return None
-    path = remote.path
-    if prefix and path.startswith(prefix + "/"):
-        path = path[len(prefix) + 1:]
-    parts = path.split("/")
+    parts = (path_on_server(url, repo.url) or "").split("/")
     if len(parts) < 2 or not all(parts):
         return None
     other = copy.copy(repo)

@@ -97,6 +97,28 @@ def parse_web_url(url: str) -> tuple[str, int, str]:
     return parsed.host, parsed.port, parsed.path
 
 
+def path_on_server(url: str, web_url: str,
+                   host_aliases: frozenset[str] = frozenset()) -> str | None:
+    """The repository path of remote `url` if the service at `web_url` serves it, else None.
+
+    http(s) remotes must use the service's port and may carry its path prefix (a self-hosted
+    instance under a relative URL root); ssh and git remotes are matched by host alone.
+    """
+    remote = parse_remote_url(url)
+    if remote is None or remote.is_local:
+        return None
+    host, port, prefix = parse_web_url(web_url)
+    if remote.host != host and remote.host not in host_aliases:
+        return None
+    path = remote.path
+    if remote.scheme in WEB_SCHEMES:
+        if remote.port != port:
+            return None
+        if prefix and path.lower().startswith(prefix.lower() + "/"):
+            path = path[len(prefix) + 1:]
+    return path
+
+
 def strip_credentials(url: str) -> str:
     """The URL without any `user:password@` part, for display and matching."""
     match = _SCHEME.match(url)
