@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ def register(
     store: Store, name: str, type_name: str, options: Mapping[str, str], *, cwd: Path
 ) -> RepositoryRecord:
     """Validate and store a repository. A literal token goes into the secret store."""
+    import uuid
+
     secrets.validate_name(name, "code repository name")
     config = validate_options(type_name, options, cwd=cwd)
     token = config.pop("token", None)

@@ -8,13 +8,8 @@ import sys
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    from builder.entrypoint import command_from_argv, is_fast_path, run
-
-    if is_fast_path(args):
-        try:
-            run(command_from_argv(args))
-        except BaseException as exc:
-            _fail(exc)
+    if args[:1] == ["entrypoint"]:
+        _entrypoint_fast_path(args)
     import click
 
     from builder.cli.app import app
@@ -34,9 +29,20 @@ def main(argv: list[str] | None = None) -> None:
         where = exc.ctx.command_path if exc.ctx else "builder"
         message(f"{where}: error: {exc.format_message()}")
         sys.exit(2)
-    except BaseException as exc:
+    except BaseException as exc:  # every failure becomes one line
         _fail(exc)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _entrypoint_fast_path(args: list[str]) -> None:
+    """`builder entrypoint` runs at every container start: it skips the CLI framework."""
+    from builder.entrypoint import command_from_argv, is_fast_path, run
+
+    if is_fast_path(args):
+        try:
+            run(command_from_argv(args))
+        except BaseException as exc:  # every failure becomes one line
+            _fail(exc)
 
 
 def _fail(exc: BaseException) -> None:

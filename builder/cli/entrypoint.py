@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from builder.entrypoint import run
-
 
 def entrypoint(
     command: list[str] = typer.Argument(None, help="The command to run (after --)."),
@@ -17,4 +15,6 @@ def entrypoint(
     BUILDER_CACHE_DIR, BUILDER_VERIFY_DOWNLOAD. Without BUILDER_COMMIT the code is already
     in the image (bake mode) and CMD runs in the code dir.
     """
+    from builder.entrypoint import run
+
     run(list(command or []))
