@@ -39,7 +39,11 @@ lint: setup
 	$(VENV)/bin/ruff check builder tests
 	$(VENV)/bin/mypy
 
+# Users run builder with compiled bytecode (pip writes it); measure that, even where the
+# environment sets PYTHONDONTWRITEBYTECODE.
+bench: unexport PYTHONDONTWRITEBYTECODE
 bench: setup infra
+	$(PY) -m compileall -q builder tests
 	$(PY) -m tests.bench
 
 demo: setup infra
