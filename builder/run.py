@@ -122,6 +122,23 @@ def container_spec(
     )
 
 
+def build_for_run(path: str | Path, options: RunOptions, *, push: bool, no_reuse: bool,
+                  store: Any, engine: Any, warn: Any, message: Any,
+                  environ: Mapping[str, str]) -> tuple[Any, ContainerSpec]:
+    """Build exactly as `builder build` does; return the result and the container to run."""
+    from builder.images.build import build_project
+
+    result = build_project(path, push=push, no_reuse=no_reuse, store=store, engine=engine,
+                           warn=warn)
+    for line in result.summary_lines():
+        message(line)
+    project = result.project
+    repository = project.repository if project.plan.mode == "reuse" else None
+    spec = container_spec(result.image, project.plan, project.settings, result.repository_spec,
+                          repository.token if repository else None, options, environ)
+    return result, spec
+
+
 @contextmanager
 def token_file(token: str | None, home: Path) -> Iterator[Path | None]:
     """A private file holding the token for the life of the run, then removed."""

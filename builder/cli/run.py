@@ -1,13 +1,21 @@
-"""`builder run [PATH] [--push] [--network NET] [-e K=V] [-v SRC:DST] [-- CMD ...]`."""
+"""`builder run [PATH] [--push] [--network NET] [-e K=V] [-v SRC:DST] [-- CMD ...]`.
+
+`--target swarm` runs the container as a Docker Swarm service instead; `--target kubernetes
+--emit` prints a Kubernetes Job manifest (see builder/targets).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from builder.cli.output import message, warn
+
+if TYPE_CHECKING:
+    from builder.run import RunOptions
 
 
 def run(
@@ -18,37 +26,45 @@ def run(
     env: list[str] = typer.Option([], "-e", "--env", help="KEY=VALUE for the container."),
     volume: list[str] = typer.Option([], "-v", "--volume", help="SRC:DST[:ro] to mount."),
     no_reuse: bool = typer.Option(False, "--no-reuse", help="Bake the code even if clean."),
+    target: str = typer.Option(
+        "local",
+        "--target",
+        help="local (docker run), swarm (a Docker Swarm service that runs once) or "
+        "kubernetes (with --emit: print a Job manifest).",
+    ),
+    emit: bool = typer.Option(
+        False, "--emit", help="--target kubernetes: print the manifests (YAML) to stdout."
+    ),
+    include_secret: bool = typer.Option(
+        False,
+        "--include-secret",
+        help="--target kubernetes: print the token's Secret too (the output holds the token).",
+    ),
 ) -> None:
     """Build exactly as `builder build` does, then run the container; exit with its code."""
-    from builder.images.build import build_project
-    from builder.run import RunOptions, container_spec, run_container, token_file
+    if target != "local" or emit or include_secret:
+        from builder.run import RunOptions
+
+        options = RunOptions(
+            command=tuple((ctx.obj or {}).get("command") or []),
+            network=network,
+            environment=tuple(env),
+            volumes=tuple(volume),
+        )
+        raise typer.Exit(_run_on_target(path, target, emit, include_secret, no_reuse, options))
+    from builder.images.engine import Engine
+    from builder.run import RunOptions, build_for_run, run_container, token_file
     from builder.store import Store
 
     store = Store.default()
-    result = build_project(path, push=push, no_reuse=no_reuse, store=store, warn=warn)
-    project = result.project
-    built = ", ".join(result.built) or "nothing"
-    message(f"builder: {project.plan.mode}: {result.image} (built {built}; {result.seconds:.2f} s)")
-    for reason in project.plan.reasons:
-        message(f"builder:   - {reason}")
-    repository = project.repository if project.plan.mode == "reuse" else None
     command = (ctx.obj or {}).get("command") or []
     options = RunOptions(
         command=tuple(command), network=network, environment=tuple(env), volumes=tuple(volume)
     )
-    spec = container_spec(
-        result.image,
-        project.plan,
-        project.settings,
-        result.repository_spec,
-        repository.token if repository else None,
-        options,
-        os.environ,
-    )
-    from builder.images.engine import Engine
-
     engine = Engine.connect()
     try:
+        _, spec = build_for_run(path, options, push=push, no_reuse=no_reuse, store=store,
+                                engine=engine, warn=warn, message=message, environ=os.environ)
         with token_file(spec.token, store.home / "run") as token_path:
             code = run_container(
                 engine.client, spec, token_path, log=lambda line: message(f"builder: {line}")
@@ -56,3 +72,48 @@ def run(
     finally:
         engine.close()
     raise typer.Exit(code)
+
+
+def _run_on_target(
+    path: Path,
+    target: str,
+    emit: bool,
+    include_secret: bool,
+    no_reuse: bool,
+    options: RunOptions,
+) -> int:
+    """--target swarm: run as a service, return its task's code; kubernetes: print manifests."""
+    import sys
+
+    from builder.images.engine import Engine
+    from builder.settings import load_settings
+    from builder.store import Store
+    from builder.targets import check_options, prepare, require_registry
+
+    check_options(target, emit=emit, include_secret=include_secret)
+    if target == "kubernetes":
+        from builder.targets import kubernetes
+
+        kubernetes.check_options(options)
+    else:
+        require_registry(load_settings(path), target)  # bad input first: exit 2, no engine
+    store = Store.default()
+    engine = Engine.connect()
+    try:
+        if target == "swarm":
+            from builder.targets import swarm
+
+            swarm.require_manager(engine.client)
+        workload = prepare(
+            path, target, options, no_reuse=no_reuse, store=store, engine=engine,
+            registry_required=target == "swarm", message=message, warn=warn,
+            environ=os.environ,
+        )
+        if target == "swarm":
+            return swarm.run_service(
+                engine.client, workload, log=lambda line: message(f"builder: {line}")
+            )
+        kubernetes.emit(workload, include_secret=include_secret, out=sys.stdout, message=message)
+        return 0
+    finally:
+        engine.close()

@@ -52,6 +52,14 @@ class BuildResult:
     def mode(self) -> str:
         return self.project.plan.mode
 
+    def summary_lines(self) -> list[str]:
+        """What was decided and built, for the person at the terminal."""
+        built = ", ".join(self.built) or "nothing"
+        pushed = f"; pushed {', '.join(self.pushed)}" if self.pushed else ""
+        lines = [f"builder: {self.mode}: {self.image} (built {built}{pushed}; "
+                 f"{self.seconds:.2f} s)"]
+        return lines + [f"builder:   - {reason}" for reason in self.project.plan.reasons]
+
     def to_json(self) -> dict[str, Any]:
         return plan_json(self.project.plan, checksum=self.checksum, base_image=self.base_image,
                          image=self.image, built=self.built, pushed=self.pushed,

@@ -1,0 +1,186 @@
+"""End to end without a cluster: `builder run --target kubernetes --emit` for a real project.
+
+The emitted manifests validate against the official Kubernetes schemas. Then the Job's
+container spec runs with docker, as a kubelet would run it: the image, its entrypoint with
+the Job's args, the Job's env, the token Secret as a read-only file at the mount path, and
+the `emptyDir` cache as an empty temporary directory. It prints the code at the commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes_validate.utils import all_versions, major_minor, validate
+
+from builder.run import CACHE_MOUNT, TOKEN_MOUNT
+from builder.targets import token_secret_name
+from tests.gitworld import GIT_IDENTITY, git
+from tests.infra.docker_fixtures import HOST_NETWORK, REGISTRY
+from tests.infra.git_server import GitServer
+
+pytestmark = pytest.mark.docker
+
+NAME = "e2e-cluster"  # as in test_swarm: the other module pulls the base image
+MAIN = 'import os\nprint("{marker}", os.environ.get("BUILDER_COMMIT", "baked")[:12])\n'
+VERSIONS = sorted({all_versions()[0], all_versions()[-1]})
+
+
+@dataclass
+class Story:
+    server: GitServer
+    project: Path
+    home: Path
+
+    @property
+    def token(self) -> str:
+        return str(self.server.token)
+
+    def builder(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "builder", *args],
+            env={**os.environ, "BUILDER_HOME": str(self.home), **GIT_IDENTITY},
+            text=True,
+            capture_output=True,
+            timeout=600,
+            check=False,
+        )
+
+    def emit(self, *args: str) -> tuple[list[dict[str, Any]], str]:
+        done = self.builder("run", "--target", "kubernetes", "--emit", str(self.project), *args)
+        assert done.returncode == 0, done.stderr
+        return [doc for doc in yaml.safe_load_all(done.stdout) if doc], done.stderr
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory, docker_client, parent_image, registry) -> Iterator[Story]:
+    base = tmp_path_factory.mktemp("e2e-k8s")
+    server = GitServer(base / "repos", work_dir=base / "work")
+    server.start()
+    try:
+        handle = server.create_repo("team/app")
+        handle.commit(
+            {
+                "builder.yaml": (
+                    f"name: {NAME}\nregistry: {REGISTRY}\ncommand: [python, main.py]\n"
+                ),
+                "main.py": MAIN.format(marker="v1"),
+            },
+            "v1",
+        )
+        handle.push()
+        project = base / "project"
+        header = f"http.extraHeader=Authorization: Bearer {server.token}"
+        git(base, "-c", header, "clone", "-q", f"{server.url}/team/app.git", str(project))
+        git(project, "config", "http.extraHeader", f"Authorization: Bearer {server.token}")
+        story = Story(server, project, base / "home")
+        done = story.builder(
+            "code-repository", "register", "app", "--type", "git",
+            "--url", f"{server.url}/team/app.git", "--token", server.token,
+        )
+        assert done.returncode == 0, done.stderr
+        yield story
+    finally:
+        server.stop()
+        for image in docker_client.images.list(name=f"{REGISTRY}/{NAME}"):
+            for tag in image.tags:
+                docker_client.images.remove(tag, force=True)
+
+
+def run_job_locally(
+    docker_client: Any, job: dict[str, Any], token: str, scratch: Path
+) -> tuple[str, Path]:
+    """Run the Job's only container with docker as a kubelet would; return stdout, cache dir."""
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
+    binds: dict[str, dict[str, str]] = {}
+    cache = scratch / "emptydir"
+    for mount in container.get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        if "emptyDir" in volume:
+            cache.mkdir()
+            source = cache
+        elif "secret" in volume:
+            directory = scratch / "secret"
+            directory.mkdir()
+            for item in volume["secret"]["items"]:
+                (directory / item["path"]).write_text(token)
+                (directory / item["path"]).chmod(volume["secret"]["defaultMode"])
+            source = directory / mount["subPath"] if mount.get("subPath") else directory
+        else:
+            raise AssertionError(f"unexpected volume {volume}")
+        mode = "ro" if mount.get("readOnly") else "rw"
+        binds[str(source)] = {"bind": mount["mountPath"], "mode": mode}
+    output = docker_client.containers.run(
+        container["image"],
+        command=container.get("args"),
+        entrypoint=container.get("command"),  # absent: the image's own entrypoint
+        environment={item["name"]: item["value"] for item in container["env"]},
+        volumes=binds,
+        network_mode=HOST_NETWORK,  # the git server listens on 127.0.0.1 only
+        remove=True,
+        stdout=True,
+        stderr=False,
+    )
+    return output.decode(), cache
+
+
+def test_the_manifests_of_a_clean_pushed_project_validate(story):
+    documents, said = story.emit("--include-secret")
+    assert [doc["kind"] for doc in documents] == ["Secret", "Job"]
+    secret, job = documents
+    assert secret["metadata"]["name"] == token_secret_name(story.token)
+    assert len(VERSIONS) >= 2
+    for version in VERSIONS:
+        for document in documents:
+            assert validate(document, version, strict=True) == major_minor(version)
+    head = git(story.project, "rev-parse", "HEAD")
+    labels = job["metadata"]["labels"]
+    assert labels["org.builder/commit"] == head
+    image = job["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image.startswith(f"{REGISTRY}/{NAME}:base-") and "@sha256:" in image
+    assert labels["org.builder/checksum"] == image.split(":base-")[1][:16]
+    assert story.token not in said
+
+
+def test_without_include_secret_the_job_references_a_secret_the_user_creates(story):
+    documents, said = story.emit()
+    assert [doc["kind"] for doc in documents] == ["Job"]
+    name = token_secret_name(story.token)
+    assert f"kubectl create secret generic {name} --from-file=token=" in said
+    assert story.token not in yaml.safe_dump_all(documents) and story.token not in said
+
+
+def test_the_job_container_run_with_docker_prints_the_code_at_the_commit(
+    story, docker_client, tmp_path
+):
+    documents, _ = story.emit()
+    [job] = documents
+    head = git(story.project, "rev-parse", "HEAD")
+    env = {item["name"]: item["value"] for item in job["spec"]["template"]["spec"]
+           ["containers"][0]["env"]}
+    assert env["BUILDER_TOKEN_FILE"] == TOKEN_MOUNT and env["BUILDER_CACHE_DIR"] == CACHE_MOUNT
+    output, cache = run_job_locally(docker_client, job, story.token, tmp_path)
+    assert output.split() == ["v1", head[:12]]
+    assert any(cache.iterdir()), "the code was not downloaded into the emptyDir cache"
+
+
+def test_the_job_reads_the_token_from_the_mounted_secret(story, docker_client, tmp_path):
+    program = (
+        "import hashlib, os\n"
+        "path = os.environ['BUILDER_TOKEN_FILE']\n"
+        "print(path, hashlib.sha256(open(path, 'rb').read()).hexdigest())\n"
+    )
+    documents, _ = story.emit("--", "python", "-c", program)
+    [job] = documents
+    output, _ = run_job_locally(docker_client, job, story.token, tmp_path)
+    assert output.split() == [TOKEN_MOUNT, hashlib.sha256(story.token.encode()).hexdigest()]
