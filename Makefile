@@ -41,7 +41,7 @@ lint: setup
 
 # Users run builder with compiled bytecode (pip writes it); measure that, even where the
 # environment sets PYTHONDONTWRITEBYTECODE.
-bench: unexport PYTHONDONTWRITEBYTECODE
+bench: export PYTHONDONTWRITEBYTECODE :=
 bench: setup infra
 	$(PY) -m compileall -q builder tests
 	$(PY) -m tests.bench

@@ -125,7 +125,14 @@ def ensure_cached(contract: Contract, log: Any = None) -> Path:
 
 
 def install_private_copy(source: Path, code_dir: Path) -> None:
-    """Copy the cached tree into the code dir atomically; the cache stays untouched by the run."""
+    """Copy the cached tree into the code dir atomically; the cache stays untouched by the run.
+
+    A mount point (the tmpfs `builder run` gives the container) cannot be renamed over; it is
+    private to this container and empty, so the tree is copied straight into it.
+    """
+    if os.path.ismount(code_dir) and not any(code_dir.iterdir()):
+        shutil.copytree(source, code_dir, symlinks=True, dirs_exist_ok=True)
+        return
     previous = None
     with staged_directory(code_dir) as staging:
         shutil.copytree(source, staging, symlinks=True, dirs_exist_ok=True)

@@ -47,6 +47,7 @@ class ContainerSpec:
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)
     network: str | None = None
     token: str | None = None  # written to a file and mounted; never placed in the spec
+    tmpfs: dict[str, str] = field(default_factory=dict)
 
 
 def parse_environment(items: Sequence[str], environ: Mapping[str, str]) -> dict[str, str]:
@@ -117,8 +118,12 @@ def container_spec(
         if token:
             env["BUILDER_TOKEN_FILE"] = TOKEN_MOUNT
         volumes.setdefault(options.cache_volume, {"bind": CACHE_MOUNT, "mode": "rw"})
+    # In reuse mode the code dir is filled at start: a tmpfs makes that copy ~6x faster than
+    # the container's overlay file system. A baked image has its code there, so no mount.
+    tmpfs = {settings.code_dir: "exec,mode=755"} if plan.mode == "reuse" else {}
     return ContainerSpec(
-        image, command, env, volumes, options.network, token if plan.mode == "reuse" else None
+        image, command, env, volumes, options.network,
+        token if plan.mode == "reuse" else None, tmpfs,
     )
 
 
@@ -177,6 +182,7 @@ def run_container(client: Any, spec: ContainerSpec, token_path: Path | None, log
             environment=spec.environment,
             volumes=volumes,
             network_mode=spec.network,
+            tmpfs=spec.tmpfs or None,
             labels={"builder.run": "1"},
             detach=True,
         )
