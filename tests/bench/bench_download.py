@@ -1,56 +1,43 @@
-"""Benchmark: builder's GitHub download against a per-file contents-API walk (ZenML's way).
+"""Scenario c: builder's GitHub download against a per-file contents-API walk (ZenML's way).
 
-Both run against the same loopback GitHub server and repository (1,000 files in 50
-directories by default). builder streams one tarball (2 HTTP requests: the API's redirect and
-the archive). The walk calls `get_contents` per directory and fetches every file's content
-with one more request, as ZenML's GitHub repository does. PyGithub's throttle is off for both
-(`seconds_between_requests=0`); with its default of 0.25 s per request the walk would take
-minutes longer still.
+Both download one commit of a fixture project (by default the medium one: 1,000 files in 50
+directories, about 10 MB) from the loopback GitHub server. builder's `download` streams one
+tarball: the API's redirect and the archive, 2 requests. The walk calls `get_contents` per
+directory and reads every file's content with one more request, as ZenML's GitHub repository
+does. PyGithub's throttle is off for both (`seconds_between_requests=0`); with its default of
+0.25 s per request the walk would take minutes longer still. Both trees must be identical.
 
-    python -m tests.bench.bench_download [--files 1000] [--dirs 50] [--repeat 5]
-
-Prints the requests per download, median/min/max seconds over interleaved repetitions (after
-one warm-up of each), and the ratio of the medians. With the defaults it runs for about eight
-minutes, nearly all of it in the walk (about 85 s per walk of 1,056 requests here).
+    python -m tests.bench.bench_download [--sizes medium] [--reps 5]
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import shutil
-import statistics
 import sys
-import tempfile
-import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from builder.download import download
 from builder.repositories.github import GitHubCodeRepository
-from tests.infra.github_server import GitHubServer
+from tests.bench.context import OWNER, BenchContext, BenchError
+from tests.bench.harness import DASH, Goal, Result, Side, interleave, progress
 
-
-def make_files(files: int, dirs: int) -> dict[str, bytes]:
-    """`files` files spread over `dirs` directories (two levels), 200 B to 6 KiB each."""
-    content: dict[str, bytes] = {}
-    for index in range(files):
-        folder = index % dirs
-        path = f"pkg{folder // 10}/mod{folder}/file_{index:04d}.py"
-        size = 200 + (index * 97) % 6000
-        seed = hashlib.sha256(str(index).encode()).hexdigest().encode()
-        content[path] = (b"# generated\n" + seed * (size // len(seed) + 1))[:size]
-    return content
+GOAL = Goal("faster", 20, f"1{DASH}2 requests")
 
 
 def contents_walk(repo: GitHubCodeRepository, commit: str, directory: Path) -> None:
     """ZenML's download: recursive get_contents and one content request per file."""
     from github import Auth, Github
 
-    remote = Github(base_url=repo.api_url, auth=Auth.Token(repo.token or ""), retry=None,
-                    seconds_between_requests=0, seconds_between_writes=0,
-                    lazy=True).get_repo(repo.full_name)
+    remote = Github(
+        base_url=repo.api_url,
+        auth=Auth.Token(repo.token or ""),
+        retry=None,
+        seconds_between_requests=0,
+        seconds_between_writes=0,
+        lazy=True,
+    ).get_repo(repo.full_name)
 
     def walk(path: str, target: Path) -> None:
         items = remote.get_contents(path, ref=commit)
@@ -74,74 +61,71 @@ def tree_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def measure(server: GitHubServer, run: Callable[[Path], Any], scratch: Path,
-            label: str) -> tuple[float, int, str]:
-    target = scratch / f"{label}-{time.monotonic_ns()}"
-    server.reset_counts()
-    started = time.perf_counter()
-    run(target)
-    elapsed = time.perf_counter() - started
-    requests = server.request_count
-    digest = tree_digest(target)
-    shutil.rmtree(target)
-    return elapsed, requests, digest
+def download_scenario(ctx: BenchContext, size: str) -> Result:
+    project = ctx.project(size)
+    progress(f"bench c: download, {project.describe()}")
+    commit = project.head()
+    repo = GitHubCodeRepository(
+        "bench",
+        "bench",
+        {
+            "owner": OWNER,
+            "repository": size,
+            "url": ctx.server.url,
+            "api_url": ctx.server.url,
+            "token": ctx.server.token,
+        },
+    )
+    scratch = ctx.root / "downloads"
+    scratch.mkdir(exist_ok=True)
+    digests: set[str] = set()
+    targets = iter(range(1_000_000))
+    state: dict[str, Path] = {}
+
+    def before() -> None:
+        state["target"] = scratch / f"tree-{next(targets)}"
+        ctx.server.reset_counts()
+
+    def after(_: object) -> dict[str, float]:
+        requests = ctx.server.request_count
+        digests.add(tree_digest(state["target"]))
+        shutil.rmtree(state["target"])
+        return {"requests": float(requests)}
+
+    ours, theirs = interleave(
+        Side("download_files", lambda: download(repo, commit, state["target"]), before, after),
+        Side(
+            "contents-API walk", lambda: contents_walk(repo, commit, state["target"]), before, after
+        ),
+        ctx.reps,
+        ctx.warmup,
+    )
+    if len(digests) != 1:
+        raise BenchError("builder's download and the contents-API walk gave different trees")
+    ours_requests = ours.metrics["requests"]
+    result = Result(
+        "c",
+        "download a commit (GitHub API)",
+        project.describe(),
+        ours,
+        theirs,
+        GOAL if size == "medium" else None,
+        [f"{_count(ours_requests)} vs {_count(theirs.metrics['requests'])} requests"],
+    )
+    result.extra_ok = all(1 <= n <= 2 for n in ours_requests)
+    return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench.bench_download",
-                                     description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--files", type=int, default=1000)
-    parser.add_argument("--dirs", type=int, default=50)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args(argv)
-    if args.repeat < 1 or args.files < 1 or args.dirs < 1:
-        parser.error("--files, --dirs and --repeat must be positive")
+def _count(values: list[float]) -> str:
+    low, high = int(min(values)), int(max(values))
+    return f"{low:,}" if low == high else f"{low:,}{DASH}{high:,}"
 
-    base = Path(tempfile.mkdtemp(prefix="bench-download-"))
-    try:
-        with GitHubServer(base / "repos", work_dir=base / "work") as server:
-            handle = server.create_repo("bench/proj")
-            commit = handle.commit(make_files(args.files, args.dirs), "bench tree")
-            handle.push()
-            repo = GitHubCodeRepository("bench", "bench", {
-                "owner": "bench", "repository": "proj", "url": server.url,
-                "api_url": server.url, "token": server.token})
-            scratch = base / "out"
-            scratch.mkdir()
-            runs: dict[str, Callable[[Path], Any]] = {
-                "builder (tarball)": lambda target: download(repo, commit, target),
-                "contents-API walk": lambda target: contents_walk(repo, commit, target),
-            }
-            for label, run in runs.items():  # warm-up
-                measure(server, run, scratch, label.split()[0])
-            times: dict[str, list[float]] = {label: [] for label in runs}
-            counts: dict[str, set[int]] = {label: set() for label in runs}
-            digests: set[str] = set()
-            for _ in range(args.repeat):  # interleaved
-                for label, run in runs.items():
-                    elapsed, requests, digest = measure(server, run, scratch, label.split()[0])
-                    times[label].append(elapsed)
-                    counts[label].add(requests)
-                    digests.add(digest)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
-    print(f"{args.files} files in {args.dirs} directories, {args.repeat} interleaved "
-          f"repetitions after one warm-up, loopback GitHub server")
-    header = f"{'method':<20} {'requests':>9} {'median s':>9} {'min s':>8} {'max s':>8}"
-    print(header)
-    print("-" * len(header))
-    for label in runs:
-        values = times[label]
-        requests_text = "/".join(str(c) for c in sorted(counts[label]))
-        print(f"{label:<20} {requests_text:>9} {statistics.median(values):>9.3f} "
-              f"{min(values):>8.3f} {max(values):>8.3f}")
-    ours, walk = (statistics.median(times[label]) for label in runs)
-    ratio = walk / ours if ours > 0 else float("inf")
-    print(f"ratio of medians (walk / builder): {ratio:.1f}x")
-    print("trees identical: " + ("yes" if len(digests) == 1 else "NO"))
-    return 0 if len(digests) == 1 else 1
+def run(ctx: BenchContext, sizes: Sequence[str]) -> list[Result]:
+    return [download_scenario(ctx, size) for size in sizes]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tests.bench.context import standalone
+
+    sys.exit(standalone(run, __doc__ or "", ["medium"]))

@@ -1,0 +1,123 @@
+"""`make bench`: builder side by side with the conventional Docker workflow.
+
+    python -m tests.bench [--quick] [--only a,b,...] [--reps N] [--no-write] [--strict]
+
+Scenarios (the letters of the README table; each module also runs on its own):
+  a  pushed one-line change -> output: builder run against docker build+push+run
+     (bench_iterate; small, medium, large)
+  b  uncommitted one-line change -> output: the same two (bench_iterate; small, medium)
+  c  download a commit: GitHub download_files against a contents-API walk (bench_download;
+     medium)
+  d  decision: builder status against git status + git ls-remote (bench_status; large)
+  e  container start, warm and cold: the entrypoint against a plain docker run (bench_start;
+     medium)
+  f  no-op build: builder build against docker build, all cached (bench_build; large)
+
+A full run (5 repetitions after 1 warm-up, all sizes) prints the table, writes it into
+README's "Benchmarks" section with the date and the machine, and draws docs/bench.png.
+`--quick` is a smoke test: 2 repetitions, the small project only, README and plot untouched
+(unless `--write`). Needs the engine, the parent image and the registry (`make infra`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tests.bench import (
+    bench_build,
+    bench_download,
+    bench_iterate,
+    bench_start,
+    bench_status,
+    report,
+)
+from tests.bench.context import PARENT_IMAGE, REGISTRY, BenchContext, machine, sh
+from tests.bench.harness import Result, markdown_table, progress
+
+ROOT = Path(__file__).resolve().parents[2]
+SIZE_ORDER = ["small", "medium", "large"]
+Scenario = Callable[[BenchContext, Sequence[str]], list[Result]]
+
+# (letter, scenario, sizes in a full run); run in this order: f first builds the base image
+# (in its warm-up) that e, a and b use.
+PLAN: list[tuple[str, Scenario, list[str]]] = [
+    ("f", bench_build.run, ["large"]),
+    ("e", bench_start.run, ["medium"]),
+    ("d", bench_status.run, ["large"]),
+    ("c", bench_download.run, ["medium"]),
+    ("a", bench_iterate.run_pushed, SIZE_ORDER),
+    ("b", bench_iterate.run_uncommitted, ["small", "medium"]),  # large: +6 min, same story
+]
+
+
+def preflight() -> None:
+    """Fail early, with the fix, if a real part is missing."""
+    if sh(["docker", "info"], check=False).returncode != 0:
+        raise SystemExit("bench: no Docker engine answers; run `make engine`")
+    if sh(["docker", "image", "inspect", PARENT_IMAGE], check=False).returncode != 0:
+        raise SystemExit(f"bench: no {PARENT_IMAGE} image; run `make parent-image`")
+    try:
+        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=5).close()
+    except OSError:
+        raise SystemExit(f"bench: no registry answers at {REGISTRY}; run `make registry`") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench", description=(__doc__ or "").split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: 2 repetitions, small project, README untouched",
+    )
+    parser.add_argument("--only", default="", help="scenario letters, e.g. a,c (default all)")
+    parser.add_argument("--reps", type=int, default=None, help="counted repetitions (5)")
+    parser.add_argument("--warmup", type=int, default=1, help="warm-up runs per side (1)")
+    parser.add_argument("--write", action="store_true", help="write README and plot (--quick)")
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if a goal is missed")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    args = parser.parse_args(argv)
+    reps = args.reps or (2 if args.quick else 5)
+    only = {letter.strip() for letter in args.only.split(",") if letter.strip()}
+    if unknown := only - {letter for letter, _, _ in PLAN}:
+        parser.error(f"--only: unknown scenario {', '.join(sorted(unknown))}")
+    if reps < 1 or args.warmup < 0:
+        parser.error("--reps must be at least 1 and --warmup at least 0")
+    write = (args.write or not args.quick) and not args.no_write
+
+    preflight()
+    started = time.perf_counter()
+    results: list[Result] = []
+    with BenchContext(reps=reps, warmup=args.warmup, keep=args.keep) as ctx:
+        for letter, scenario, sizes in PLAN:
+            if only and letter not in only:
+                continue
+            results += scenario(ctx, ["small"] if args.quick else sizes)
+    minutes = (time.perf_counter() - started) / 60
+    results.sort(key=lambda r: (r.key, SIZE_ORDER.index(r.project.split(":")[0])))
+
+    table = markdown_table(results)
+    print(table)
+    missed = [r for r in results if r.met is False]
+    for r in missed:
+        print(f"goal missed: {r.key} {r.title}, {r.project}: {r.statement()} ({r.verdict()})")
+    print(f"bench: {minutes:.1f} minutes")
+    if write:
+        info = machine()
+        plot = ROOT / report.PLOT
+        report.plot(results, plot, info)
+        block = report.generated_block(results, info, reps, args.warmup, minutes, report.PLOT)
+        report.update_readme(ROOT / "README.md", block)
+        progress(f"bench: wrote {report.PLOT} and README.md's Benchmarks section")
+    return 1 if args.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
