@@ -21,6 +21,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from builder.settings import DEFAULT_CODE_DIR
 from tests.bench.context import BenchContext, BenchError, Project
 from tests.bench.harness import DASH, Goal, Result, Side, interleave, progress
 
@@ -56,6 +57,9 @@ def _contract(ctx: BenchContext, project: Project) -> tuple[str, list[str]]:
         f"BUILDER_TOKEN_FILE={TOKEN_MOUNT}",
         "-v",
         f"{token}:{TOKEN_MOUNT}:ro",
+        # as `builder run` starts it: the code dir is a tmpfs in reuse mode
+        "--tmpfs",
+        f"{DEFAULT_CODE_DIR}:exec,mode=755",
     ]
     return str(info["image"]), options
 
