@@ -1,4 +1,8 @@
-"""`builder build [PATH] [--json] [--push] [--no-reuse]`: the pre-run build command."""
+"""`builder build [PATH] [--json] [--push] [--no-reuse] [--dotenv FILE]`: the pre-run build.
+
+In CI it also writes the outputs the job asks for (builder/ci_outputs.py): GitHub Actions'
+`$GITHUB_OUTPUT` and `$GITHUB_STEP_SUMMARY` when they are set, and `--dotenv FILE` for GitLab.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,13 @@ def build(
     push: bool = typer.Option(False, "--push", help="Push the images to the registry."),
     no_reuse: bool = typer.Option(False, "--no-reuse",
                                   help="Bake the code even if the base image could be reused."),
+    dotenv: Path | None = typer.Option(
+        None, "--dotenv", metavar="FILE",
+        help="Also write mode, image, base_image, commit, checksum, ... as KEY=VALUE lines "
+             "(GitLab CI's artifacts:reports:dotenv)."),
 ) -> None:
     """Find or build the image to run: the base image (reuse) or a baked code image."""
+    from builder.ci_outputs import publish
     from builder.images.build import build_project
 
     try:
@@ -26,14 +35,13 @@ def build(
         # Keep the failing step's output lines readable (the generic handler joins lines).
         message(f"builder: error: {exc}")
         raise typer.Exit(exc.exit_code) from None
+    data = result.to_json()
+    written = publish(data, result.repository_spec, dotenv=dotenv)
+    if written:
+        message(f"builder: outputs written to {', '.join(written)}")
     if json_output:
-        emit_json(result.to_json())
+        emit_json(data)
         return
-    plan = result.project.plan
-    built = ", ".join(result.built) or "nothing"
-    message(f"builder: {plan.mode}: {result.image} (built {built}"
-            + (f"; pushed {', '.join(result.pushed)}" if result.pushed else "")
-            + f"; {result.seconds:.2f} s)")
-    for reason in plan.reasons:
-        message(f"builder:   - {reason}")
+    for line in result.summary_lines():
+        message(line)
     emit(result.image)

@@ -1,7 +1,12 @@
-"""Build progress on stderr: a live rich display on a terminal, plain lines otherwise."""
+"""Build progress on stderr: a live rich display on a terminal, plain lines otherwise.
+
+Plain lines also when `CI` is set (some CI systems give jobs a terminal whose log would
+record every frame of an animation) or when `TERM=dumb`.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import IO, Any, Protocol
@@ -135,6 +140,12 @@ def _clip(text: str, width: int) -> str:
 
 
 def default_progress() -> Progress:
-    if sys.stderr.isatty():
+    if live_terminal():
         return RichProgress()
     return PlainProgress()
+
+
+def live_terminal() -> bool:
+    """Whether stderr is a person's terminal that can show an animation."""
+    in_ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    return sys.stderr.isatty() and not in_ci and os.environ.get("TERM") != "dumb"

@@ -2,11 +2,19 @@
 
 Each fact is computed once per process and checkout. Git runs as subprocesses; the remote
 check (`git ls-remote`) is started early so that it overlaps with the local checks.
+
+Whether a branch contains the commit is answered from local history when it can be. A
+shallow checkout (CI) whose HEAD is not a branch tip asks the hosting API (a `BranchQuery`,
+for GitHub and GitLab), else fetches the last `BUILDER_DEEPEN_DEPTH` commits of the tips
+into a scratch repository; the checkout itself is never changed.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +27,27 @@ from builder.repositories.urls import strip_credentials
 
 DEFAULT_REMOTE_TIMEOUT = 10.0
 MAX_ANCESTRY_CHECKS = 64
+MAX_API_CHECKS = 16  # GitHub asks once per branch; GitLab answers for all in one request
+DEFAULT_DEEPEN_DEPTH = 100
+# Branch names a CI system tells its jobs about: asked first in a shallow checkout.
+_CI_BRANCH_HINTS = (
+    "GITHUB_BASE_REF",
+    "GITHUB_HEAD_REF",
+    "GITHUB_REF_NAME",
+    "CI_MERGE_REQUEST_TARGET_BRANCH_NAME",
+    "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME",
+    "CI_COMMIT_BRANCH",
+    "CI_DEFAULT_BRANCH",
+)
+_DEFAULT_BRANCHES = ("main", "master")
+_MERGE_HINT = (
+    "; it is a merge commit, as CI makes for a pull or merge request: check out the request's "
+    "head commit instead to reuse the base image"
+)
+
+# (commit, [(branch, tip sha), ...]) -> (True: a branch contains it, False: none does,
+# None: cannot tell; a short account of what was asked).
+BranchQuery = Callable[[str, Sequence[tuple[str, str]]], tuple["bool | None", str]]
 
 
 def remote_timeout() -> float:
@@ -26,6 +55,14 @@ def remote_timeout() -> float:
         return float(os.environ.get("BUILDER_REMOTE_TIMEOUT", DEFAULT_REMOTE_TIMEOUT))
     except ValueError:
         return DEFAULT_REMOTE_TIMEOUT
+
+
+def deepen_depth() -> int:
+    """How many commits of each branch a shallow checkout fetches to check ancestry."""
+    try:
+        return max(1, int(os.environ.get("BUILDER_DEEPEN_DEPTH", DEFAULT_DEEPEN_DEPTH)))
+    except ValueError:
+        return DEFAULT_DEEPEN_DEPTH
 
 
 @dataclass(frozen=True)
@@ -160,8 +197,21 @@ class Checkout:
                 ["ls-remote", "--heads", remote], self.root, timeout=remote_timeout()
             )
 
-    def push_check(self, remote: Remote) -> PushCheck:
-        """Ask the remote which branches it has now; is the commit on one of them?"""
+    @cached_property
+    def is_shallow(self) -> bool:
+        """Whether the checkout's history is cut (a CI clone with a fetch depth)."""
+        try:
+            answer = run_git(["rev-parse", "--is-shallow-repository"], self.root)
+        except GitError:
+            return False
+        return answer.decode().strip() == "true"
+
+    def push_check(self, remote: Remote, ask: BranchQuery | None = None) -> PushCheck:
+        """Ask the remote which branches it has now; is the commit on one of them?
+
+        `ask` is the hosting API's answer to "does a branch contain this commit?", used only
+        in a shallow checkout whose own history cannot tell.
+        """
         if remote.name in self._push_checks:
             return self._push_checks[remote.name]
         self.start_push_check(remote.name)
@@ -173,22 +223,20 @@ class Checkout:
                 None, f"cannot reach remote {remote.name!r} ({remote.display_url}): {exc}"
             )
         else:
-            check = self._contained(remote, _parse_heads(output))
+            check = self._contained(remote, _parse_heads(output), ask)
         self._push_checks[remote.name] = check
         return check
 
-    def _contained(self, remote: Remote, tips: dict[str, str]) -> PushCheck:
+    def _contained(
+        self, remote: Remote, tips: dict[str, str], ask: BranchQuery | None = None
+    ) -> PushCheck:
         head = self.head
         assert head is not None
-        not_on = PushCheck(
-            False,
-            f"commit {head[:12]} is on no branch of remote {remote.name!r} "
-            f"({remote.display_url}); push it to reuse the base image",
-        )
         if not tips:
-            return not_on
+            return self._not_on(remote)
         if head in tips.values():
             return PushCheck(True)
+        # In a shallow checkout each "yes" below still holds; a "no" proves nothing.
         tracked = (
             run_git(
                 [
@@ -211,6 +259,8 @@ class Checkout:
             for b in present[:MAX_ANCESTRY_CHECKS]
         ):
             return PushCheck(True)
+        if self.is_shallow:
+            return self._shallow_contained(remote, tips, ask)
         if missing:
             try:
                 run_git(
@@ -236,7 +286,129 @@ class Checkout:
                 for b in missing[:MAX_ANCESTRY_CHECKS]
             ):
                 return PushCheck(True)
-        return not_on
+        return self._not_on(remote)
+
+    def _not_on(self, remote: Remote, account: str = "") -> PushCheck:
+        head = self.head
+        assert head is not None
+        hint = _MERGE_HINT if self._is_merge_commit() else ""
+        return PushCheck(
+            False,
+            f"commit {head[:12]} is on no branch of remote {remote.name!r} "
+            f"({remote.display_url}){f' ({account})' if account else ''}{hint}; "
+            "push it to reuse the base image",
+        )
+
+    def _shallow_contained(
+        self, remote: Remote, tips: dict[str, str], ask: BranchQuery | None
+    ) -> PushCheck:
+        """Ancestry without local history: the hosting API, else a bounded deepen."""
+        head = self.head
+        assert head is not None
+        ordered = self._ordered_tips(remote, tips)
+        tried: list[str] = []
+        if ask is not None:
+            answer, account = ask(head, ordered)
+            if answer is True:
+                return PushCheck(True)
+            if answer is False:
+                return self._not_on(remote, account)
+            tried.append(account)
+        found, account = self._deepen_contains(remote, ordered[:MAX_ANCESTRY_CHECKS])
+        if found:
+            return PushCheck(True)
+        tried.append(account)
+        hint = _MERGE_HINT if self._is_merge_commit() else ""
+        return PushCheck(
+            None,
+            f"cannot tell whether a branch of remote {remote.name!r} ({remote.display_url}) "
+            f"contains commit {head[:12]} in this shallow checkout: {'; '.join(tried)}{hint}",
+        )
+
+    def _ordered_tips(self, remote: Remote, tips: dict[str, str]) -> list[tuple[str, str]]:
+        """The remote's branches, those most likely to hold the commit first."""
+        hints = [os.environ.get(name, "") for name in _CI_BRANCH_HINTS]
+        try:
+            tracked = (
+                run_git(
+                    ["for-each-ref", "--format=%(refname)", f"refs/remotes/{remote.name}/"],
+                    self.root,
+                )
+                .decode()
+                .split()
+            )
+        except GitError:
+            tracked = []
+        prefix = f"refs/remotes/{remote.name}/"
+        local = [ref[len(prefix) :] for ref in tracked]
+        first = [b for b in (*hints, *local, *_DEFAULT_BRANCHES) if b in tips]
+        names = list(dict.fromkeys([*first, *sorted(tips)]))
+        return [(name, tips[name]) for name in names]
+
+    def _is_merge_commit(self) -> bool:
+        """From the commit object itself, which a shallow checkout has in full."""
+        try:
+            raw = run_git(["cat-file", "commit", "HEAD"], self.root)
+        except GitError:
+            return False
+        header = raw.split(b"\n\n", 1)[0]
+        return sum(line.startswith(b"parent ") for line in header.splitlines()) > 1
+
+    def _deepen_contains(self, remote: Remote, tips: Sequence[tuple[str, str]]) -> tuple[bool, str]:
+        """Fetch the last N commits of each tip (commits and trees only) into a scratch
+        repository that borrows this checkout's objects, shallow list and configuration
+        (remotes, credentials, URL rewrites), then check ancestry there.
+
+        The checkout itself is never changed: `git fetch --depth` in it would also cut the
+        history it already has.
+        """
+        head = self.head
+        assert head is not None
+        if not tips:
+            return False, "the remote has no branches"
+        depth = deepen_depth()
+        account = f"fetched the last {depth} commits of {len(tips)} branch(es)"
+        scratch = Path(tempfile.mkdtemp(prefix="builder-deepen-"))
+        try:
+            git_dir = self._scratch_repository(scratch)
+            fetch = ["fetch", "-q", "--no-tags", "--no-write-fetch-head", "--refmap="]
+            run_git(
+                [
+                    *fetch,
+                    "--recurse-submodules=no",
+                    f"--depth={depth}",
+                    "--filter=blob:none",
+                    remote.name,
+                    *(f"refs/heads/{name}" for name, _ in tips),
+                ],
+                scratch,
+                timeout=remote_timeout(),
+                env={"GIT_DIR": str(git_dir)},
+            )
+            ancestry = ["--git-dir", str(git_dir), "merge-base", "--is-ancestor", head]
+            found = any(git_ok([*ancestry, sha], scratch) for _, sha in tips)
+        except GitError as exc:
+            return False, f"could not fetch the branch tips to check ancestry: {exc}"
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if found:
+            return True, account
+        return False, f"{account}: none contains it (BUILDER_DEEPEN_DEPTH looks further back)"
+
+    def _scratch_repository(self, scratch: Path) -> Path:
+        names = ("objects", "shallow", "config")
+        paths = run_git(["rev-parse", *(a for n in names for a in ("--git-path", n))], self.root)
+        objects, shallow, config = (
+            (self.root / line).resolve() for line in paths.decode().splitlines()
+        )
+        git_dir = scratch / "repo.git"
+        run_git(["init", "-q", "--bare", str(git_dir)], scratch)
+        (git_dir / "objects" / "info" / "alternates").write_text(f"{objects}\n")
+        if shallow.is_file():
+            shutil.copyfile(shallow, git_dir / "shallow")
+        with open(git_dir / "config", "a") as handle:
+            handle.write(f"[include]\n\tpath = {config}\n[core]\n\tbare = true\n")
+        return git_dir
 
     def _partition_present(self, tips: dict[str, str]) -> tuple[list[str], list[str]]:
         branches = sorted(tips)
@@ -285,7 +457,41 @@ class GitLocalContext(LocalRepositoryContext):
 
     @property
     def push_state(self) -> PushCheck:
-        return self.checkout.push_check(self.remote)
+        return self.checkout.push_check(self.remote, ask=self.branch_query())
+
+    def branch_query(self) -> BranchQuery | None:
+        """The hosting API's "does a branch contain this commit?" for a shallow checkout.
+
+        A repository class may bring its own as a `branch_contains(commit, tips)` method.
+        """
+        repo = self.code_repository
+        own = getattr(repo, "branch_contains", None)
+        if callable(own):
+            return own  # type: ignore[no-any-return]
+        from builder.repositories.github import GitHubCodeRepository
+        from builder.repositories.gitlab import GitLabCodeRepository
+
+        if isinstance(repo, GitHubCodeRepository):
+            github = repo
+
+            def ask_github(commit: str, tips: Sequence[tuple[str, str]]) -> tuple[bool | None, str]:
+                from builder.repositories.github_api import branch_contains
+
+                return branch_contains(
+                    github, commit, tips, timeout=remote_timeout(), limit=MAX_API_CHECKS
+                )
+
+            return ask_github
+        if isinstance(repo, GitLabCodeRepository):
+            gitlab = repo
+
+            def ask_gitlab(commit: str, tips: Sequence[tuple[str, str]]) -> tuple[bool | None, str]:
+                from builder.repositories.gitlab_api import branch_contains
+
+                return branch_contains(gitlab, commit, tips, timeout=remote_timeout())
+
+            return ask_gitlab
+        return None
 
     @property
     def has_local_changes(self) -> bool:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -87,6 +87,40 @@ def tree_listing(repo: GitHubCodeRepository, commit: str, subdirectory: str | No
     subdir = normalize_subdirectory(subdirectory)
     return relative_listing(_tree_entries(repo, sha, policy or RetryPolicy.from_environment()),
                             subdir)
+
+
+def branch_contains(repo: GitHubCodeRepository, commit: str, tips: Sequence[tuple[str, str]],
+                    *, timeout: float, limit: int) -> tuple[bool | None, str]:
+    """Does one of the branch tips contain `commit`? GitHub's compare `tip...commit` per tip.
+
+    A status of `behind` or `identical` means the tip contains the commit. True or False is
+    an answer; None means GitHub could not say (the account tells why). No retries: the
+    caller has a fallback, and the question is bounded by `timeout` per request.
+    """
+    import requests
+    from github import GithubException
+
+    sha = validate_commit(commit)
+    client = _client(repo, lazy=True, timeout=timeout)
+    project = client.get_repo(repo.full_name, lazy=True)
+    asked = 0
+    try:
+        for name, tip in tips[:limit]:
+            status = project.compare(tip, sha, comparison_commits_per_page=1).status
+            asked += 1
+            if status in ("behind", "identical"):
+                return True, f"GitHub's compare API: branch {name!r} contains it"
+    except GithubException as exc:
+        data: Mapping[str, Any] = exc.data if isinstance(exc.data, dict) else {}
+        message = str(data.get("message", "") or "")
+        detail = f" ({redact(message)})" if message else ""
+        return None, f"GitHub's compare API answered HTTP {exc.status}{detail}"
+    except requests.RequestException as exc:
+        return None, f"GitHub's compare API: {network_failure(exc)}"
+    if asked == len(tips):
+        return False, f"GitHub's compare API: none of its {asked} branch(es) contains it"
+    return None, (f"GitHub's compare API: none of the first {asked} of {len(tips)} branches "
+                  "contains it")
 
 
 # ---------------------------------------------------------------------------- download
@@ -218,14 +252,14 @@ def _tree_entries(repo: GitHubCodeRepository, sha: str,
 # ---------------------------------------------------------------------------- plumbing
 
 
-def _client(repo: GitHubCodeRepository, *, lazy: bool) -> Github:
+def _client(repo: GitHubCodeRepository, *, lazy: bool, timeout: float | None = None) -> Github:
     from github import Auth, Github
 
     token = repo.token
     return Github(
         base_url=repo.api_url.rstrip("/"),
         auth=Auth.Token(token) if token else None,
-        timeout=int(_read_timeout()),
+        timeout=max(1, round(timeout if timeout is not None else _read_timeout())),
         user_agent=f"builder/{__version__}",
         retry=None,
         seconds_between_requests=0,

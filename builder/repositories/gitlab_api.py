@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -90,6 +90,36 @@ def tree_listing(repo: GitLabCodeRepository, commit: str, subdirectory: str | No
     subdir = normalize_subdirectory(subdirectory)
     entries = _tree_entries(repo, sha, subdir, policy or RetryPolicy.from_environment())
     return relative_listing(entries, subdir)
+
+
+def branch_contains(repo: GitLabCodeRepository, commit: str, tips: Sequence[tuple[str, str]],
+                    *, timeout: float) -> tuple[bool | None, str]:
+    """Does a branch contain `commit`? One request: `repository/commits/{sha}/refs?type=branch`.
+
+    True or False is an answer; None means GitLab could not say (the account tells why).
+    No retries: the caller has a fallback, and the request is bounded by `timeout`.
+    """
+    import gitlab
+    import requests
+
+    sha = validate_commit(commit)
+    client = _Client(repo)
+    try:
+        project = client.gl.projects.get(repo.path_with_namespace, lazy=True)
+        refs = project.commits.get(sha, lazy=True).refs(
+            type="branch", iterator=True, per_page=1, timeout=timeout, **_NO_RETRIES)
+        first = next(iter(refs), None)
+    except gitlab.GitlabError as exc:
+        message = str(exc.error_message or "")
+        if exc.response_code == 404 and "commit" in message.lower():
+            return False, "GitLab does not have the commit"
+        detail = f" ({redact(message)})" if message else ""
+        return None, f"GitLab's commit refs API answered HTTP {exc.response_code}{detail}"
+    except requests.RequestException as exc:
+        return None, f"GitLab's commit refs API: {network_failure(exc)}"
+    if first is None:
+        return False, "GitLab's commit refs API lists no branch that contains it"
+    return True, f"GitLab's commit refs API: branch {first.get('name')!r} contains it"
 
 
 # ---------------------------------------------------------------------------- download
