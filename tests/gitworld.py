@@ -107,3 +107,20 @@ class GitWorld:
 
     def status(self, path: Path, **kwargs: Any) -> dict[str, Any]:
         return self.builder("status", str(path), "--json", **kwargs).json()
+
+
+def clone_served(server: Any, base: Path, files: dict[str, str], path: str = "team/app") -> Path:
+    """Commit `files` to a new repository on a loopback server and clone it over HTTP.
+
+    The clone's origin is the server (so status and pushes talk to it), authenticated with
+    the server's token through `http.extraHeader`.
+    """
+    handle = server.create_repo(path)
+    handle.commit(files, "v1")
+    handle.push()
+    project = base / "project"
+    header = f"Authorization: Bearer {server.token}"
+    git(base, "-c", f"http.extraHeader={header}", "clone", "-q",
+        f"{server.url}/{path}.git", str(project))
+    git(project, "config", "http.extraHeader", header)
+    return project

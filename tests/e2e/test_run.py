@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.gitworld import GIT_IDENTITY, git
+from tests.gitworld import GIT_IDENTITY, clone_served, git
 from tests.infra.git_server import GitServer
 from tests.infra.github_server import GitHubServer
 from tests.infra.gitlab_server import GitLabServer
@@ -104,20 +104,11 @@ def story(request, tmp_path_factory, docker_client, parent_image) -> Iterator[St
     server = SERVERS[kind](base / "repos", work_dir=base / "work")
     server.start()
     try:
-        handle = server.create_repo("team/app")
-        handle.commit(
-            {
-                "builder.yaml": f"name: e2e-{kind}\ncommand: [python, main.py]\n",
-                "main.py": MAIN.format(marker="v1"),
-                "lib/helper.py": "X = 1\n",
-            },
-            "v1",
-        )
-        handle.push()
-        project = base / "project"
-        header = f"http.extraHeader=Authorization: Bearer {server.token}"
-        git(base, "-c", header, "clone", "-q", f"{server.url}/team/app.git", str(project))
-        git(project, "config", "http.extraHeader", f"Authorization: Bearer {server.token}")
+        project = clone_served(server, base, {
+            "builder.yaml": f"name: e2e-{kind}\ncommand: [python, main.py]\n",
+            "main.py": MAIN.format(marker="v1"),
+            "lib/helper.py": "X = 1\n",
+        })
         story = Story(kind, server, project, base / "home", f"e2e-{kind}")
         story.register(server.token)
         yield story

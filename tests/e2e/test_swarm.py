@@ -26,7 +26,7 @@ import pytest
 
 from builder.targets import token_secret_name
 from builder.targets.swarm import NotSwarmManagerError, require_manager
-from tests.gitworld import GIT_IDENTITY, git
+from tests.gitworld import GIT_IDENTITY, clone_served, git
 from tests.infra.docker_fixtures import REGISTRY
 from tests.infra.git_server import GitServer
 
@@ -89,21 +89,10 @@ def story(tmp_path_factory, docker_client, parent_image, registry) -> Iterator[S
     server = GitServer(base / "repos", work_dir=base / "work")
     server.start()
     try:
-        handle = server.create_repo("team/app")
-        handle.commit(
-            {
-                "builder.yaml": (
-                    f"name: {NAME}\nregistry: {REGISTRY}\ncommand: [python, main.py]\n"
-                ),
-                "main.py": MAIN.format(marker="v1"),
-            },
-            "v1",
-        )
-        handle.push()
-        project = base / "project"
-        header = f"http.extraHeader=Authorization: Bearer {server.token}"
-        git(base, "-c", header, "clone", "-q", f"{server.url}/team/app.git", str(project))
-        git(project, "config", "http.extraHeader", f"Authorization: Bearer {server.token}")
+        project = clone_served(server, base, {
+            "builder.yaml": f"name: {NAME}\nregistry: {REGISTRY}\ncommand: [python, main.py]\n",
+            "main.py": MAIN.format(marker="v1"),
+        })
         story = Story(server, project, base / "home")
         done = story.builder(
             "code-repository", "register", "app", "--type", "git",
