@@ -241,8 +241,13 @@ class _EngineErrors:
                  tb: object) -> None:
         if exc is None:
             return
+        import docker.errors
         import requests
 
+        # docker's APIError is a RequestException too, but it is the engine answering
+        # (e.g. a registry refusing a pull): the callers handle it.
+        if isinstance(exc, docker.errors.APIError):
+            return
         if isinstance(exc, requests.exceptions.RequestException | ConnectionError):
             raise EngineError(
                 f"lost the Docker engine at {engine_address()} during {self.what}: {_short(exc)}; "
