@@ -300,6 +300,14 @@ def apply_dockerignore(root: Path) -> int:
     return removed
 
 
+def read_timeout() -> float:
+    """Seconds to wait for an HTTP answer or the next chunk (BUILDER_HTTP_TIMEOUT, 60)."""
+    try:
+        return float(os.environ.get("BUILDER_HTTP_TIMEOUT", "60"))
+    except ValueError:
+        return 60.0
+
+
 # ---------------------------------------------------------------------------- submodules
 
 R = TypeVar("R")

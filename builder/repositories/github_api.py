@@ -31,6 +31,7 @@ from builder.download import (
     fill_archive_submodules,
     network_failure,
     normalize_subdirectory,
+    read_timeout,
     relative_listing,
     stream_archive,
     validate_commit,
@@ -51,13 +52,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 API_VERSION = "2022-11-28"
 CONNECT_TIMEOUT = 10.0
-
-
-def _read_timeout() -> float:
-    try:
-        return float(os.environ.get("BUILDER_HTTP_TIMEOUT", "60"))
-    except ValueError:
-        return 60.0
 
 
 # ---------------------------------------------------------------------------- public API
@@ -162,7 +156,7 @@ def _open_tarball(repo: GitHubCodeRepository, sha: str, policy: RetryPolicy) -> 
     what = _what(repo, sha)
     try:
         response = requests.get(url, headers=headers, stream=True, allow_redirects=True,
-                                timeout=(CONNECT_TIMEOUT, _read_timeout()))
+                                timeout=(CONNECT_TIMEOUT, read_timeout()))
     except requests.RequestException as exc:
         raise Retryable(DownloadError(f"{what}: {network_failure(exc)}")) from None
     if response.status_code >= 400:
@@ -259,7 +253,7 @@ def _client(repo: GitHubCodeRepository, *, lazy: bool, timeout: float | None = N
     return Github(
         base_url=repo.api_url.rstrip("/"),
         auth=Auth.Token(token) if token else None,
-        timeout=max(1, round(timeout if timeout is not None else _read_timeout())),
+        timeout=max(1, round(timeout if timeout is not None else read_timeout())),
         user_agent=f"builder/{__version__}",
         retry=None,
         seconds_between_requests=0,

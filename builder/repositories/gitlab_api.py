@@ -31,6 +31,7 @@ from builder.download import (
     fill_archive_submodules,
     network_failure,
     normalize_subdirectory,
+    read_timeout,
     relative_listing,
     stream_archive,
     validate_commit,
@@ -53,13 +54,6 @@ CHUNK = 1 << 16
 # Passed to every python-gitlab call: builder's RetryPolicy retries, not python-gitlab.
 _NO_RETRIES: dict[str, Any] = {"obey_rate_limit": False, "max_retries": 0,
                                "retry_transient_errors": False}
-
-
-def _read_timeout() -> float:
-    try:
-        return float(os.environ.get("BUILDER_HTTP_TIMEOUT", "60"))
-    except ValueError:
-        return 60.0
 
 
 # ---------------------------------------------------------------------------- public API
@@ -151,7 +145,7 @@ def _download(repo: GitLabCodeRepository, sha: str, target: Path, subdir: str, v
         def request() -> Iterator[bytes]:
             return project.repository_archive(  # type: ignore[no-any-return]
                 sha=sha, format="tar.gz", path=subdir or None, streamed=True, iterator=True,
-                chunk_size=CHUNK, timeout=_read_timeout(), **_NO_RETRIES)
+                chunk_size=CHUNK, timeout=read_timeout(), **_NO_RETRIES)
 
         chunks = client.attempt(request, what=what, sha=sha, subdir=subdir)
         return _Chunks(chunks, client.last_response)
@@ -243,7 +237,7 @@ class _Client:
         self.gl: gitlab.Gitlab = gitlab.Gitlab(
             repo.url.rstrip("/"),
             private_token=token or None,
-            timeout=_read_timeout(),
+            timeout=read_timeout(),
             retry_transient_errors=False,
             user_agent=f"builder/{__version__}",
             keep_base_url=True,
