@@ -726,8 +726,7 @@ class GitHubServer(LoopbackServer):
         top = f"{owner}-{name}-{sha[:7]}"
         ext = "tar.gz" if m.group("fmt") == "legacy.tar.gz" else "zip"
         ctype = "application/x-gzip" if ext == "tar.gz" else "application/zip"
-        body = repo.archive(sha, ext, top + "/")
-        h.send_download(body, ctype, {
+        h.send_download_stream(repo.archive_stream(sha, ext, top + "/"), ctype, {
             "Content-Disposition": f"attachment; filename={top}.{ext}",
             "ETag": f'"{sha}"',
         })

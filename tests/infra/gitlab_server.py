@@ -446,9 +446,9 @@ class GitLabServer(LoopbackServer):
         if sub:
             segments.append(sub.replace("/", "-"))
         prefix = "-".join(segments)
-        body = repo.archive(sha, fmt, prefix + "/", [sub.strip("/")] if sub else [])
         ext = ARCHIVE_FORMATS[fmt]
-        h.send_download(body, _MIME[ext], {
+        body = repo.archive_stream(sha, fmt, prefix + "/", [sub.strip("/")] if sub else [])
+        h.send_download_stream(body, _MIME[ext], {
             "Content-Disposition": f'attachment; filename="{prefix}.{ext}"',
             "Content-Transfer-Encoding": "binary",
         })

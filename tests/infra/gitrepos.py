@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -351,6 +351,8 @@ class ChangedFile:
 
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 
+_STREAM_CHUNK = 256 * 1024
+
 ARCHIVE_FORMATS = {
     "tar.gz": "tar.gz",
     "tgz": "tar.gz",
@@ -523,10 +525,27 @@ class BareRepo:
             files.append(ChangedFile(status[0], path, old_sha, new_sha, add, dele))
         return files
 
-    def archive(self, sha: str, fmt: str, prefix: str, paths: Iterable[str] = ()) -> bytes:
-        """``git archive`` of ``sha`` in ``fmt`` (see ARCHIVE_FORMATS) with ``prefix`` ('x/')."""
+    def archive_stream(self, sha: str, fmt: str, prefix: str,
+                       paths: Iterable[str] = ()) -> Iterator[bytes]:
+        """``archive`` as it is made, a chunk at a time, as a real server streams it.
+
+        Raises :class:`GitError` at the end if ``git archive`` failed.
+        """
         kind = ARCHIVE_FORMATS[fmt]
         git_fmt = "tar" if kind == "tar.bz2" else kind
-        data = self._git("archive", f"--format={git_fmt}", f"--prefix={prefix}", sha, "--",
-                         *paths)
-        return bz2.compress(data) if kind == "tar.bz2" else data
+        cmd = ["git", "archive", f"--format={git_fmt}", f"--prefix={prefix}", sha, "--", *paths]
+        compressor = bz2.BZ2Compressor() if kind == "tar.bz2" else None
+        with subprocess.Popen(cmd, cwd=self.path, env=git_env(None), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            try:
+                while chunk := proc.stdout.read1(_STREAM_CHUNK):
+                    yield compressor.compress(chunk) if compressor else chunk
+                if compressor:
+                    yield compressor.flush()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                err = proc.stderr.read().decode(errors="replace")
+            if proc.wait() != 0:
+                raise GitError(f"git archive {sha} failed ({proc.returncode}): {err}")

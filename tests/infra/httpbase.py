@@ -353,6 +353,35 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.send_data(status, body, content_type, headers)
 
+    def send_download_stream(
+        self,
+        chunks: Iterable[bytes],
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Stream a download as it is made (chunked, no Content-Length), as GitHub's codeload
+        and GitLab do; honours the drop fault. A failure mid-body cuts the connection, so the
+        client sees a truncated body, never a short one that looks complete."""
+        merged = {"Content-Type": content_type, **(headers or {})}
+        fault = self.app.faults.take((DROP,), self.raw_path)
+        if fault is not None:
+            self.send_truncated(200, b"".join(chunks), merged, float(fault.params["fraction"]))
+            return
+        pending = iter(chunks)
+        first = next(pending, b"")  # a failure before any output is still a plain 500
+        self.start_stream(200, merged)
+        try:
+            self.write_stream(first)
+            for chunk in pending:
+                self.write_stream(chunk)
+        except Exception:
+            self.close_connection = True
+            self.wfile.flush()
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            raise
+        self.end_stream()
+
     def send_truncated(self, status: int, body: bytes, headers: Mapping[str, str],
                        fraction: float) -> None:
         """Announce the full Content-Length, send ``fraction`` of the body, close the socket."""

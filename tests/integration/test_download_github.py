@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -270,13 +270,13 @@ def test_slow_body_is_waited_for(rich: Any, downloads: Path) -> None:
 def test_corrupt_archive_fails_without_retry(rich: Any, downloads: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     server, _handle, sha = rich
-    real = BareRepo.archive
+    real = BareRepo.archive_stream
 
-    def damaged(self: BareRepo, *args: Any, **kwargs: Any) -> bytes:
-        data = gzip.decompress(real(self, *args, **kwargs))
-        return gzip.compress(data[: len(data) // 2])  # a complete gzip of half a tar
+    def damaged(self: BareRepo, *args: Any, **kwargs: Any) -> Iterator[bytes]:
+        data = gzip.decompress(b"".join(real(self, *args, **kwargs)))
+        yield gzip.compress(data[: len(data) // 2])  # a complete gzip of half a tar
 
-    monkeypatch.setattr(BareRepo, "archive", damaged)
+    monkeypatch.setattr(BareRepo, "archive_stream", damaged)
     with pytest.raises(DownloadError, match="truncated or corrupt"):
         github_api.download_files(github_repo(server), sha, downloads / "code", None,
                                   policy=fast_policy())
@@ -343,14 +343,14 @@ def test_server_errors_are_retried_then_give_up(rich: Any, downloads: Path) -> N
 def test_verify_detects_a_tampered_archive(rich: Any, downloads: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     server, handle, sha = rich
-    real = BareRepo.archive
+    real = BareRepo.archive_stream
 
-    def other_commit(self: BareRepo, sha_: str, *args: Any, **kwargs: Any) -> bytes:
+    def other_commit(self: BareRepo, sha_: str, *args: Any, **kwargs: Any) -> Iterator[bytes]:
         return real(self, parent, *args, **kwargs)
 
     parent = handle.commit({"app/main.py": "print('changed')\n"})
     handle.push()
-    monkeypatch.setattr(BareRepo, "archive", other_commit)
+    monkeypatch.setattr(BareRepo, "archive_stream", other_commit)
     with pytest.raises(IntegrityError, match=r"content: main\.py"):
         download(github_repo(server), sha, downloads / "code", "app", verify=True)
     assert_nothing_left(downloads)
