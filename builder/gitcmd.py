@@ -85,18 +85,23 @@ def run_git(
     return start_git(args, cwd, timeout=timeout, env=env, stdin=stdin).result()
 
 
-def git_ok(args: Sequence[str], cwd: Path | str) -> bool:
-    """Run a git command whose exit status is the answer (e.g. merge-base --is-ancestor)."""
+def git_answer(args: Sequence[str], cwd: Path | str) -> tuple[int, bytes]:
+    """Run a git command whose exit code is part of the answer: (code, stdout)."""
     completed = subprocess.run(
         [*_BASE, *args],
         cwd=cwd,
         env=git_environment(),
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         check=False,
     )
-    return completed.returncode == 0
+    return completed.returncode, completed.stdout
+
+
+def git_ok(args: Sequence[str], cwd: Path | str) -> bool:
+    """Run a git command whose exit status is the answer (e.g. merge-base --is-ancestor)."""
+    return git_answer(args, cwd)[0] == 0
 
 
 def split_z(output: bytes) -> list[str]:

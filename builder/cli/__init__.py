@@ -10,6 +10,8 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["entrypoint"]:
         _entrypoint_fast_path(args)
+    if args[:1] == ["status"]:
+        _status_fast_path(args)
     import click
 
     from builder.cli.app import app
@@ -43,6 +45,27 @@ def _entrypoint_fast_path(args: list[str]) -> None:
             run(command_from_argv(args))
         except BaseException as exc:  # every failure becomes one line
             _fail(exc)
+
+
+def _status_fast_path(args: list[str]) -> None:
+    """`builder status [PATH] [--json]` runs before every job: it skips the CLI framework.
+
+    Anything else (--help, an unknown option, two paths) goes on to typer, which says what
+    is wrong exactly as for every other command.
+    """
+    options = args[1:]
+    paths = [arg for arg in options if arg != "--json"]
+    if len(paths) > 1 or any(arg.startswith("-") for arg in paths):
+        return
+    from pathlib import Path
+
+    from builder.status import show_status
+
+    try:
+        show_status(Path(paths[0]) if paths else Path("."), json_output="--json" in options)
+    except BaseException as exc:  # every failure becomes one line
+        _fail(exc)
+    sys.exit(0)
 
 
 def _fail(exc: BaseException) -> None:

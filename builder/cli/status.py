@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import typer
 
-from builder.cli.output import emit, emit_json, table, warn
-from builder.decision import MAX_LISTED_FILES
-from builder.planning import plan_json, plan_project
+from builder.status import show_status
 
 
 def status(
@@ -17,26 +14,4 @@ def status(
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Show whether a build would reuse the base image or bake the code, and why."""
-    started = time.perf_counter()
-    project = plan_project(path, warn=warn)
-    plan = project.plan
-    if json_output:
-        emit_json(plan_json(plan, seconds=time.perf_counter() - started))
-        return
-    repository = plan.code_repository or "(none)"
-    chosen = project.facts.chosen
-    if chosen is not None:
-        repository += f"  ({chosen.remote}: {chosen.url})" if chosen.remote else ""
-    rows = [
-        ("mode", plan.mode),
-        ("repository", repository),
-        ("commit", plan.commit or "(none)"),
-        ("subdirectory", plan.subdirectory or "(root)"),
-    ]
-    for index, reason in enumerate(plan.reasons):
-        rows.append(("reasons" if index == 0 else "", f"- {reason}"))
-    if plan.dirty_files:
-        shown = ", ".join(plan.dirty_files[:MAX_LISTED_FILES])
-        more = len(plan.dirty_files) - MAX_LISTED_FILES
-        rows.append(("dirty files", shown + (f" (+{more} more)" if more > 0 else "")))
-    emit(table(rows))
+    show_status(path, json_output=json_output)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from builder.errors import GitError
-from builder.gitcmd import GitProcess, git_ok, run_git, split_z, start_git
+from builder.gitcmd import GitProcess, git_answer, git_ok, run_git, split_z, start_git
 from builder.repositories.base import BaseCodeRepository, LocalRepositoryContext
 from builder.repositories.urls import strip_credentials
 
@@ -88,24 +88,37 @@ class Checkout:
 
     _cache: ClassVar[dict[Path, Checkout | None]] = {}
 
-    def __init__(self, root: Path, project_dir: Path) -> None:
+    def __init__(self, root: Path, project_dir: Path, head: str | None) -> None:
         self.root = root
         self.project_dir = project_dir
+        self.head = head  # the commit checked out; None in a repository with no commits
         self._push_checks: dict[str, PushCheck] = {}
         self._ls_remote: dict[str, GitProcess] = {}
+        self._changes: GitProcess | None = None
 
     @classmethod
     def discover(cls, path: str | Path) -> Checkout | None:
         """The checkout that contains `path`, or None outside git. Cached per path."""
         project_dir = Path(path).resolve()
         if project_dir not in cls._cache:
-            try:
-                top = run_git(["rev-parse", "--show-toplevel"], project_dir).decode().strip()
-            except (GitError, FileNotFoundError, NotADirectoryError):
-                cls._cache[project_dir] = None
-            else:
-                cls._cache[project_dir] = cls(Path(top).resolve(), project_dir)
+            cls._cache[project_dir] = cls._find(project_dir)
         return cls._cache[project_dir]
+
+    @classmethod
+    def _find(cls, project_dir: Path) -> Checkout | None:
+        # One process for both answers: exit 0 prints the top and the commit; exit 1 (no
+        # commits yet) prints only the top; anything else means outside git.
+        try:
+            code, out = git_answer(
+                ["rev-parse", "--show-toplevel", "--verify", "-q", "HEAD^{commit}"], project_dir
+            )
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        lines = out.decode("utf-8", "surrogateescape").splitlines()
+        if code not in (0, 1) or not lines:
+            return None
+        head = lines[1].strip() if code == 0 and len(lines) > 1 else None
+        return cls(Path(lines[0]).resolve(), project_dir, head)
 
     @classmethod
     def forget(cls) -> None:
@@ -115,18 +128,6 @@ class Checkout:
     def subdirectory(self) -> str:
         rel = self.project_dir.relative_to(self.root).as_posix()
         return "" if rel == "." else rel
-
-    @cached_property
-    def head(self) -> str | None:
-        """The commit checked out; None in a repository with no commits."""
-        try:
-            return (
-                run_git(["rev-parse", "-q", "--verify", "HEAD^{commit}"], self.root)
-                .decode()
-                .strip()
-            )
-        except GitError:
-            return None
 
     @cached_property
     def remotes(self) -> list[Remote]:
@@ -165,6 +166,23 @@ class Checkout:
                 result.append(remote)
         return result
 
+    def start_changes(self) -> None:
+        """Start asking git what differs from the commit, in the background (idempotent)."""
+        if self._changes is None and self.head is not None:
+            self._changes = start_git(
+                [
+                    "--no-optional-locks",
+                    "status",
+                    "--porcelain",
+                    "-z",
+                    "--no-renames",
+                    "--untracked-files=all",
+                    "--",
+                    ".",
+                ],
+                self.project_dir,
+            )
+
     @cached_property
     def shipped_changes(self) -> list[str]:
         """Paths (relative to the project dir) that git sees as changed or untracked there.
@@ -173,15 +191,26 @@ class Checkout:
         """
         if self.head is None:
             return []
-        diff = start_git(
-            ["diff", "HEAD", "--name-only", "-z", "--no-renames", "--relative", "--", "."],
-            self.project_dir,
-        )
-        untracked = start_git(
-            ["ls-files", "-o", "--exclude-standard", "-z", "--", "."], self.project_dir
-        )
-        changed = split_z(diff.result()) + split_z(untracked.result())
-        return sorted(set(changed))
+        self.start_changes()
+        assert self._changes is not None
+        changed: list[str] = []
+        unsure: list[str] = []
+        for entry in split_z(self._changes.result()):
+            state, path = entry[:2], entry[3:]
+            # Changed in the index and again in the work tree: the file may be back as it
+            # is in the commit, which only a comparison with the commit can tell.
+            both = state[0] not in " ?" and state[1] != " "
+            (unsure if both else changed).append(path)
+        if unsure:
+            changed += split_z(
+                run_git(
+                    ["diff", "HEAD", "--name-only", "-z", "--no-renames", "--", *unsure],
+                    self.root,
+                    env={"GIT_LITERAL_PATHSPECS": "1"},
+                )
+            )
+        prefix = f"{self.subdirectory}/" if self.subdirectory else ""
+        return sorted({path[len(prefix) :] for path in changed if path.startswith(prefix)})
 
     @cached_property
     def dirty_files(self) -> list[str]:

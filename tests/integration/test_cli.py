@@ -232,7 +232,7 @@ def test_no_command_ever_prints_a_registered_token(world):
     ] == {"token": TOKEN}
 
 
-def test_status_of_a_git_repository_imports_no_docker_or_api_clients(world):
+def test_status_of_a_git_repository_imports_no_docker_api_clients_or_cli_framework(world):
     remote = world.bare("app")
     project = world.project(remote=remote)
     world.builder("code-repository", "register", "app", "--type", "git", "--url", str(remote))
@@ -243,7 +243,7 @@ def test_status_of_a_git_repository_imports_no_docker_or_api_clients(world):
         f"    main(['status', {str(project)!r}, '--json'])\n"
         "except SystemExit as exit:\n"
         "    assert exit.code == 0, exit.code\n"
-        "names = ('docker', 'github', 'gitlab', 'git', 'requests')\n"
+        "names = ('docker', 'github', 'gitlab', 'git', 'requests', 'typer', 'click')\n"
         "heavy = sorted(m for m in names if m in sys.modules)\n"
         "print('HEAVY=' + ','.join(heavy), file=sys.stderr)\n"
     )
@@ -257,6 +257,44 @@ def test_status_of_a_git_repository_imports_no_docker_or_api_clients(world):
     assert done.returncode == 0, done.stderr
     assert "HEAVY=\n" in done.stderr or done.stderr.rstrip().endswith("HEAVY=")
     assert json.loads(done.stdout)["mode"] == "reuse"
+
+
+def test_status_fast_path_and_typer_agree(world):
+    """`status [PATH] [--json]` skips typer; `--` sends the same question through typer."""
+    remote = world.bare("app")
+    project = world.project(remote=remote)
+    world.builder("code-repository", "register", "app", "--type", "git", "--url", str(remote))
+    (project / "main.py").write_text("print('dirty')\n")
+    for fast, slow in [
+        (("status", str(project), "--json"), ("status", "--json", "--", str(project))),
+        (("status", str(project)), ("status", "--", str(project))),
+    ]:
+        quick, full = world.builder(*fast), world.builder(*slow)
+        assert quick.code == full.code == 0, (quick.stderr, full.stderr)
+        if "--json" in fast:
+            one, two = json.loads(quick.stdout), json.loads(full.stdout)
+            assert one.pop("seconds") >= 0 and two.pop("seconds") >= 0
+            assert one == two and one["mode"] == "bake" and one["dirty_files"] == ["main.py"]
+        else:
+            assert quick.stdout == full.stdout and "main.py" in quick.stdout
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (("status", "--help"), 0),
+        (("status", "--bogus"), 2),
+        (("status", "a", "b"), 2),
+        (("status", "does-not-exist", "--json"), 2),
+    ],
+)
+def test_status_arguments_outside_the_fast_path_get_typer_answers(world, args, expected):
+    done = world.builder(*args, cwd=world.root)
+    assert done.code == expected, done.stderr
+    if expected == 0:
+        assert "--json" in done.stdout
+    else:
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
 def world_env(world):

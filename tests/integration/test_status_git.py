@@ -71,6 +71,16 @@ TREE_STATES = {
         ),
         [],
     ),
+    "new file staged, then deleted from the work tree": (
+        lambda p: ((p / "new.py").write_text("n\n"), git(p, "add", "new.py"),
+                   (p / "new.py").unlink()),
+        [],
+    ),
+    "glob-like name staged, then changed again": (
+        lambda p: ((p / "[ab].py").write_text("1\n"), git(p, "add", "[[]ab].py"),
+                   (p / "[ab].py").write_text("2\n")),
+        ["[ab].py"],
+    ),
     "deleted": (lambda p: (p / "main.py").unlink(), ["main.py"]),
     "deleted and staged": (lambda p: git(p, "rm", "-q", "main.py"), ["main.py"]),
     "renamed": (lambda p: git(p, "mv", "main.py", "app.py"), ["app.py", "main.py"]),
