@@ -136,6 +136,48 @@ def extract_zip(archive: Path | BinaryIO, destination: Path, *, strip_components
     return _finish(tree, layout)
 
 
+class TreeWriter:
+    """Write a tree member by member from a listing, not an archive, with the same checks.
+
+    For the incremental update of a cached tree: new files arrive as data, unchanged ones come
+    from the previous tree of the same repository. That tree is a cache entry, which is never
+    written to once made, so its files are hard-linked (copied across file systems).
+    """
+
+    def __init__(self, destination: Path, limits: Limits = DEFAULT_LIMITS) -> None:
+        self._tree = _Tree(Path(destination), limits)
+        self._layout = _Layout(0, "")
+
+    def _place(self, name: str) -> tuple[str, ...]:
+        self._tree.count_member(name)
+        parts = self._layout.place(name, is_dir=False)
+        if not parts:
+            raise UnsafeArchiveError(f"tree entry {name!r} has no name")
+        return parts
+
+    def file(self, name: str, mode: int, data: bytes) -> None:
+        chunks = iter((data, b""))
+        self._tree.add_file(self._place(name), name, mode=mode, size=len(data),
+                            mtime=time.time(), read=lambda: next(chunks))
+
+    def symlink(self, name: str, target: str) -> None:
+        self._tree.add_symlink(self._place(name), name, target, time.time())
+
+    def existing(self, name: str, source: Path) -> None:
+        """The regular file or symlink at `source` (a cache entry), linked or copied."""
+        parts = self._place(name)
+        info = os.lstat(source)
+        if stat.S_ISLNK(info.st_mode):
+            self._tree.add_symlink(parts, name, os.readlink(source), info.st_mtime)
+        elif stat.S_ISREG(info.st_mode):
+            self._tree.add_existing(parts, name, source, info)
+        else:
+            raise UnsafeArchiveError(f"{source} is neither a file nor a symlink")
+
+    def finish(self) -> ExtractResult:
+        return self._tree.finish()
+
+
 def _corrupt(exc: BaseException, name: str | None = None) -> DownloadError:
     where = f" (at member {name!r})" if name is not None else ""
     reason = str(exc) or type(exc).__name__
@@ -334,6 +376,23 @@ class _Tree:
             self._copy(name, read, out)
             os.fchmod(out.fileno(), _file_mode(mode))
         self._set_mtime(full, mtime)
+        self._kinds[path] = "file"
+        self._files += 1
+
+    def add_existing(self, parts: tuple[str, ...], name: str, source: Path,
+                     info: os.stat_result) -> None:
+        """A regular file from outside the tree that nobody writes to: a hard link to it."""
+        path = self._claim(parts, name, "file")
+        self._check_size(name, info.st_size)
+        full = self._full(path)
+        try:
+            os.link(source, full, follow_symlinks=False)
+        except OSError:
+            with open(source, "rb") as data:
+                self.add_file(parts, name, mode=info.st_mode, size=info.st_size,
+                              mtime=info.st_mtime, read=lambda: data.read(_CHUNK))
+            return
+        self._bytes += info.st_size
         self._kinds[path] = "file"
         self._files += 1
 

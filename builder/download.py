@@ -128,12 +128,24 @@ def fetch_atomically(directory: str | os.PathLike[str], fetch: Callable[[Path], 
         fetch(staging)
 
 
+@dataclass(frozen=True)
+class CachedTree:
+    """An earlier commit's tree of the same repository and subdirectory, as `download` left
+    it (its .dockerignore applied), which nobody writes to."""
+
+    commit: str
+    path: Path
+
+
 def download(repository: BaseCodeRepository, commit: str, directory: str | os.PathLike[str],
-             subdirectory: str | None = None, *, verify: bool = False) -> Path:
+             subdirectory: str | None = None, *, verify: bool = False,
+             base: CachedTree | None = None, log: Callable[[str], None] | None = None) -> Path:
     """Download `commit` (only `subdirectory`, if given) of `repository` into `directory`.
 
-    Works for every repository type, custom classes included. Raises a `DownloadError` (or a
-    `UsageError` for bad arguments); on any error nothing is left at `directory`.
+    Works for every repository type, custom classes included. With `base`, a repository
+    that has `update_files` (see `builder.updates`) may fetch only what changed since it.
+    Raises a `DownloadError` (or a `UsageError` for bad arguments); on any error nothing is
+    left at `directory`.
     """
     commit = validate_commit(commit)
     subdir = normalize_subdirectory(subdirectory)
@@ -143,7 +155,12 @@ def download(repository: BaseCodeRepository, commit: str, directory: str | os.Pa
         frame = _Frame(staging, verify)
         reset = _frame.set(frame)
         try:
-            _call_download_files(repository, commit, staging, subdir)
+            fetched = _call_update_files(repository, base, commit, staging, subdir)
+            if fetched is None:
+                _call_download_files(repository, commit, staging, subdir)
+            elif log is not None:
+                log(f"updated from {base.commit[:12]}: {fetched} changed "  # type: ignore[union-attr]
+                    f"file{'' if fetched == 1 else 's'} fetched")
         finally:
             _frame.reset(reset)
         if not staging.is_dir() or staging.is_symlink():
@@ -155,6 +172,23 @@ def download(repository: BaseCodeRepository, commit: str, directory: str | os.Pa
             check_submodules_present(staging, _describe(repository))
         apply_dockerignore(staging)
     return target
+
+
+def _call_update_files(repository: BaseCodeRepository, base: CachedTree | None, commit: str,
+                       staging: Path, subdir: str) -> int | None:
+    """How many files the update fetched; None when there is none to make (download)."""
+    update = getattr(repository, "update_files", None)
+    if base is None or base.commit == commit or not callable(update) or not base.path.is_dir():
+        return None
+    try:
+        fetched = update(base.commit, str(base.path), commit, str(staging), subdir or None)
+    except IntegrityError:
+        raise
+    except BuilderError as exc:
+        if any(staging.iterdir()):
+            raise _cleaned(exc) from None
+        return None  # the full download says what is wrong, if something still is
+    return fetched if isinstance(fetched, int) else None
 
 
 def _call_download_files(repository: BaseCodeRepository, commit: str, staging: Path,

@@ -14,6 +14,7 @@ works the same inside a container, in CI, and in tests:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,12 +22,15 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder.atomic import remove_tree, staged_directory
 from builder.errors import BuilderError, UsageError
 from builder.locks import file_lock
 from builder.secrets import remember
+
+if TYPE_CHECKING:
+    from builder.download import CachedTree
 
 DEFAULT_CODE_DIR = "/app/code"
 DEFAULT_CACHE_DIR = "/var/cache/builder"
@@ -74,12 +78,21 @@ class Contract:
 
     @property
     def cache_key(self) -> str:
+        """The cache entry of this commit's tree."""
+        return self._key(commit=self.commit)
+
+    @property
+    def lineage_key(self) -> str:
+        """The repository and subdirectory, whatever the commit: names the newest entry."""
+        return self._key(commit=None)
+
+    def _key(self, *, commit: str | None) -> str:
         assert self.repository is not None
         identity = {
             "layout": CACHE_LAYOUT,
             "type": self.repository["type"],
             "config": self.repository.get("config") or {},
-            "commit": self.commit,
+            "commit": commit,
             "subdirectory": self.subdirectory,
         }
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
@@ -120,8 +133,35 @@ def ensure_cached(contract: Contract, log: Any = None) -> Path:
             cached,
             contract.subdirectory or None,
             verify=contract.verify,
+            base=_newest_entry(contract),
+            log=log,
         )
+        _remember_newest(contract)
     return cached
+
+
+def _newest_entry(contract: Contract) -> CachedTree | None:
+    """The newest cached tree of the same repository and subdirectory, to update from."""
+    from builder.download import CachedTree
+
+    try:
+        record = json.loads((contract.cache_dir / f"{contract.lineage_key}.newest").read_text())
+        commit, key = str(record["commit"]), str(record["entry"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if len(key) != 32 or not all(c in "0123456789abcdef" for c in key):
+        return None
+    entry = contract.cache_dir / key
+    return CachedTree(commit, entry) if entry.is_dir() else None
+
+
+def _remember_newest(contract: Contract) -> None:
+    from builder.atomic import atomic_write_text
+
+    record = {"commit": contract.commit, "entry": contract.cache_key}
+    with contextlib.suppress(OSError):
+        atomic_write_text(contract.cache_dir / f"{contract.lineage_key}.newest",
+                          json.dumps(record))
 
 
 def install_private_copy(source: Path, code_dir: Path) -> None:

@@ -19,40 +19,57 @@ from builder.store import RepositoryRecord, Store
 Warn = Callable[[str], None]
 
 
-def gather_facts(
-    project_dir: Path, store: Store, *, no_reuse: bool = False, warn: Warn | None = None
-) -> tuple[Facts, dict[str, BaseCodeRepository]]:
-    """Facts for `decide`, and the repository objects that matched (by name)."""
-    records = store.repositories()
-    registered = tuple(r.name for r in records)
-    checkout = Checkout.discover(project_dir)
-    if checkout is None:
-        return Facts(in_git=False, registered=registered, no_reuse=no_reuse), {}
-    if checkout.head is None:
-        return Facts(
+class FactsGathering:
+    """The facts for `decide`, in two steps. The constructor starts git's slow questions (the
+    remote, the work tree) in the background; `finish` waits for the answers and returns the
+    facts with the repository objects that matched (by name). The caller reads builder.yaml
+    meanwhile. `cancel` stops what is still running."""
+
+    def __init__(
+        self, project_dir: Path, store: Store, *, no_reuse: bool = False, warn: Warn | None = None
+    ) -> None:
+        self.records = store.repositories()
+        self.no_reuse = no_reuse
+        self.checkout = Checkout.discover(project_dir)
+        self.contexts: list[tuple[RepositoryRecord, LocalRepositoryContext]] = []
+        if self.checkout is None or self.checkout.head is None:
+            return
+        self.checkout.start_changes()
+        self.contexts = _matching_contexts(self.records, project_dir, warn)
+        for _, context in self.contexts:
+            if isinstance(context, GitLocalContext):
+                context.start_checks()
+
+    def finish(self) -> tuple[Facts, dict[str, BaseCodeRepository]]:
+        registered = tuple(r.name for r in self.records)
+        checkout = self.checkout
+        if checkout is None:
+            return Facts(in_git=False, registered=registered, no_reuse=self.no_reuse), {}
+        if checkout.head is None:
+            return Facts(
+                in_git=True,
+                subdirectory=checkout.subdirectory,
+                registered=registered,
+                no_reuse=self.no_reuse,
+            ), {}
+        dirty_files = tuple(checkout.dirty_files)
+        candidates = tuple(_candidate(record, context) for record, context in self.contexts)
+        facts = Facts(
             in_git=True,
+            has_commits=True,
+            commit=checkout.head,
             subdirectory=checkout.subdirectory,
+            dirty_files=dirty_files,
             registered=registered,
-            no_reuse=no_reuse,
-        ), {}
-    contexts = _matching_contexts(records, project_dir, warn)
-    for _, context in contexts:
-        if isinstance(context, GitLocalContext):
-            context.start_checks()
-    dirty_files = tuple(checkout.dirty_files)
-    candidates = tuple(_candidate(record, context) for record, context in contexts)
-    facts = Facts(
-        in_git=True,
-        has_commits=True,
-        commit=checkout.head,
-        subdirectory=checkout.subdirectory,
-        dirty_files=dirty_files,
-        registered=registered,
-        remotes=tuple(dict.fromkeys(r.name for r in checkout.remotes)),
-        candidates=candidates,
-        no_reuse=no_reuse,
-    )
-    return facts, {record.name: context.code_repository for record, context in contexts}
+            remotes=tuple(dict.fromkeys(r.name for r in checkout.remotes)),
+            candidates=candidates,
+            no_reuse=self.no_reuse,
+        )
+        return facts, {record.name: context.code_repository for record, context in self.contexts}
+
+    def cancel(self) -> None:
+        if self.checkout is not None:
+            self.checkout.cancel()
 
 
 def _matching_contexts(

@@ -54,6 +54,13 @@ class GitProcess:
         return out
 
 
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            _kill(self.process)
+        else:
+            self.process.communicate()
+
+
 def start_git(
     args: Sequence[str],
     cwd: Path | str,

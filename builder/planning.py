@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.decision import Facts, Plan, decide
-from builder.facts import gather_facts
+from builder.facts import FactsGathering
 from builder.repositories.base import BaseCodeRepository
 from builder.settings import Settings, load_settings
 from builder.store import Store
@@ -34,10 +34,16 @@ def plan_project(
     store: Store | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> ProjectPlan:
-    settings = load_settings(path)
-    facts, repositories = gather_facts(
-        settings.project_dir, store or Store.default(), no_reuse=no_reuse, warn=warn
+    # git's questions run while builder.yaml is read: they take the longest.
+    gathering = FactsGathering(
+        Path(path).resolve(), store or Store.default(), no_reuse=no_reuse, warn=warn
     )
+    try:
+        settings = load_settings(path)
+    except BaseException:
+        gathering.cancel()
+        raise
+    facts, repositories = gathering.finish()
     return ProjectPlan(settings, facts, decide(facts), repositories)
 
 

@@ -166,6 +166,14 @@ class Checkout:
                 result.append(remote)
         return result
 
+    def cancel(self) -> None:
+        """Stop the git processes started in the background; their answers are not needed."""
+        pending = [*self._ls_remote.values(), *([self._changes] if self._changes else [])]
+        for process in pending:
+            process.kill()
+        self._ls_remote.clear()
+        self._changes = None
+
     def start_changes(self) -> None:
         """Start asking git what differs from the commit, in the background (idempotent)."""
         if self._changes is None and self.head is not None:

@@ -74,6 +74,38 @@ def download_files(repo: GitHubCodeRepository, commit: str, directory: str | os.
                                                          policy, depth=0))
 
 
+def update_files(repo: GitHubCodeRepository, base_commit: str, base_directory: str,
+                 commit: str, directory: str | os.PathLike[str], repo_sub_directory: str | None,
+                 policy: RetryPolicy | None = None) -> int | None:
+    """`commit` into `directory` from the tree of `base_commit` at `base_directory`: the two
+    commits' listings (two requests) and one request per changed file. Returns how many files
+    it fetched, or None (nothing written) when a full download is the better way."""
+    from builder.updates import build_updated_tree, plan_update
+
+    sha, base = validate_commit(commit), validate_commit(base_commit)
+    subdir = normalize_subdirectory(repo_sub_directory)
+    policy = policy or RetryPolicy.from_environment()
+    old = relative_listing(_tree_entries(repo, base, policy), subdir)
+    new = relative_listing(_tree_entries(repo, sha, policy), subdir)
+    plan = plan_update(old, new)
+    if plan is None:
+        return None
+    verify = wants_verify(repo, directory)
+    what = _what(repo, sha)
+    project = _client(repo, lazy=True).get_repo(repo.full_name)
+
+    def blob(blob_sha: str) -> bytes:
+        return _blob(repo, project, blob_sha, policy, what=what)
+
+    def fetch(target: Path) -> None:
+        build_updated_tree(Path(base_directory), target, plan, blob, what=what)
+        if verify:
+            verify_tree(target, new, what=what)
+
+    fetch_atomically(directory, fetch)
+    return len(plan.fetch)
+
+
 def tree_listing(repo: GitHubCodeRepository, commit: str, subdirectory: str | None,
                  policy: RetryPolicy | None = None) -> Listing:
     """The commit's files below `subdirectory`: path -> (mode, blob id); one request."""
@@ -241,6 +273,16 @@ def _tree_entries(repo: GitHubCodeRepository, sha: str,
         raise DownloadError(f"{_what(repo, sha)}: GitHub truncated the commit's tree listing; "
                             "the tree is too large to verify")
     return [(item.path, item.mode, item.sha) for item in tree.tree]
+
+
+def _blob(repo: GitHubCodeRepository, project: Any, sha: str, policy: RetryPolicy, *,
+          what: str) -> bytes:
+    import base64
+
+    blob = _call(repo, lambda: project.get_git_blob(sha), policy, what=what)
+    if blob.encoding != "base64":
+        raise DownloadError(f"{what}: blob {sha} came in encoding {blob.encoding!r}")
+    return base64.b64decode(blob.content)
 
 
 # ---------------------------------------------------------------------------- plumbing
