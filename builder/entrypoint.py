@@ -15,11 +15,9 @@ works the same inside a container, in CI, and in tests:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,13 +26,13 @@ from builder.atomic import remove_tree, staged_directory
 from builder.errors import BuilderError, UsageError
 from builder.locks import file_lock
 from builder.secrets import remember
+from builder.warm import cache_key, copy_tree, exec_command
 
 if TYPE_CHECKING:
     from builder.download import CachedTree
 
 DEFAULT_CODE_DIR = "/app/code"
 DEFAULT_CACHE_DIR = "/var/cache/builder"
-CACHE_LAYOUT = "v1"
 
 
 @dataclass(frozen=True)
@@ -88,14 +86,7 @@ class Contract:
 
     def _key(self, *, commit: str | None) -> str:
         assert self.repository is not None
-        identity = {
-            "layout": CACHE_LAYOUT,
-            "type": self.repository["type"],
-            "config": self.repository.get("config") or {},
-            "commit": commit,
-            "subdirectory": self.subdirectory,
-        }
-        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+        return cache_key(self.repository, commit, self.subdirectory)
 
 
 def prepare(contract: Contract, log: Any = None) -> Path:
@@ -171,11 +162,11 @@ def install_private_copy(source: Path, code_dir: Path) -> None:
     private to this container and empty, so the tree is copied straight into it.
     """
     if os.path.ismount(code_dir) and not any(code_dir.iterdir()):
-        shutil.copytree(source, code_dir, symlinks=True, dirs_exist_ok=True)
+        copy_tree(str(source), str(code_dir))
         return
     previous = None
     with staged_directory(code_dir) as staging:
-        shutil.copytree(source, staging, symlinks=True, dirs_exist_ok=True)
+        copy_tree(str(source), str(staging))
         if code_dir.exists() or code_dir.is_symlink():
             previous = code_dir.with_name(f".{code_dir.name}.old-{os.getpid()}")
             try:
@@ -186,23 +177,6 @@ def install_private_copy(source: Path, code_dir: Path) -> None:
                 previous = None
     if previous is not None:
         remove_tree(previous)
-
-
-def exec_command(command: Sequence[str], code_dir: Path, environ: Mapping[str, str]) -> None:
-    """Replace this process with the user's command, run in the code dir."""
-    if not command:
-        raise UsageError("no command to run: pass one after `--` or set `command` in builder.yaml")
-    env = dict(environ)
-    env.pop("BUILDER_TOKEN", None)
-    existing = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = str(code_dir) + (os.pathsep + existing if existing else "")
-    os.chdir(code_dir)
-    try:
-        os.execvpe(command[0], list(command), env)
-    except FileNotFoundError:
-        raise BuilderError(f"command not found: {command[0]}") from None
-    except PermissionError:
-        raise BuilderError(f"command is not executable: {command[0]}") from None
 
 
 def _instantiate(contract: Contract) -> Any:
@@ -258,14 +232,4 @@ def run(command: list[str], environ: Mapping[str, str] | None = None) -> None:
         sys.stderr.flush()
 
     contract = Contract.from_environment(env)
-    exec_command(command, prepare(contract, log=log), env)
-
-
-def is_fast_path(argv: Sequence[str]) -> bool:
-    """`builder entrypoint ...` runs at every container start: it skips the CLI framework."""
-    return bool(argv) and argv[0] == "entrypoint" and not ({"--help", "-h"} & set(argv[1:2]))
-
-
-def command_from_argv(argv: Sequence[str]) -> list[str]:
-    rest = list(argv[1:])
-    return rest[1:] if rest[:1] == ["--"] else rest
+    exec_command(command, str(prepare(contract, log=log)), env)

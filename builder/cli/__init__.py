@@ -37,12 +37,17 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _entrypoint_fast_path(args: list[str]) -> None:
-    """`builder entrypoint` runs at every container start: it skips the CLI framework."""
-    from builder.entrypoint import command_from_argv, is_fast_path, run
+    """`builder entrypoint` runs at every container start: it skips the CLI framework, and
+    a warm start (the commit cached) skips the rest of builder too."""
+    from builder.warm import command_from_argv, is_fast_path, warm_start
 
     if is_fast_path(args):
+        command = command_from_argv(args)
         try:
-            run(command_from_argv(args))
+            warm_start(command, os.environ)
+            from builder.entrypoint import run
+
+            run(command)
         except BaseException as exc:  # every failure becomes one line
             _fail(exc)
 

@@ -137,6 +137,8 @@ def test_a_pushed_change_runs_with_no_build(story):
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["v2", head[:12]]
     assert "built nothing" in done.stderr
+    if story.kind == "github":  # the cached v1 tree is brought to v2: one blob fetched
+        assert "updated from" in done.stderr and "1 changed file fetched" in done.stderr
 
 
 def test_a_warm_start_makes_no_request_to_the_server(story):
@@ -148,6 +150,35 @@ def test_a_warm_start_makes_no_request_to_the_server(story):
     assert done.returncode == 0 and done.stdout.startswith("v2"), done.stderr
     # the run asks the remote what `build` asks it; the container itself asks nothing
     assert story.server.request_count == decision_requests
+
+
+def test_a_warm_start_copies_the_cache_before_anything_else(story, docker_client):
+    """The warm start copies and execs at once: it reads no token, as it downloads nothing
+    (the full entrypoint would fail on the missing token file)."""
+    from builder.repositories.types import public_spec
+    from builder.store import Store
+
+    info = story.build()
+    record = Store(story.home).get_repository("app")
+    assert record is not None and info["mode"] == "reuse"
+    output = docker_client.containers.run(
+        info["image"],
+        ["python", "main.py"],
+        environment={
+            "BUILDER_COMMIT": info["commit"],
+            "BUILDER_SUBDIRECTORY": info["subdirectory"],
+            "BUILDER_CODE_REPOSITORY": json.dumps(public_spec(record), sort_keys=True),
+            "BUILDER_CACHE_DIR": "/var/cache/builder",
+            "BUILDER_TOKEN_FILE": "/run/secrets/absent",
+        },
+        volumes={"builder-cache": {"bind": "/var/cache/builder", "mode": "rw"}},
+        tmpfs={"/app/code": "exec,mode=755"},
+        network_mode="host",
+        remove=True,
+        stdout=True,
+        stderr=True,
+    )
+    assert output.decode().split() == ["v2", info["commit"][:12]]
 
 
 def test_a_dirty_change_is_baked_and_runs(story):
