@@ -18,6 +18,7 @@ and X-RateLimit-Reset up to a cap.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -84,7 +85,8 @@ def update_files(repo: GitHubCodeRepository, base_commit: str, base_directory: s
 
     sha, base = validate_commit(commit), validate_commit(base_commit)
     subdir = normalize_subdirectory(repo_sub_directory)
-    policy = policy or RetryPolicy.from_environment()
+    # One try per request: on any failure the caller downloads the archive, with retries.
+    policy = dataclasses.replace(policy or RetryPolicy.from_environment(), max_tries=1)
     old = relative_listing(_tree_entries(repo, base, policy), subdir)
     new = relative_listing(_tree_entries(repo, sha, policy), subdir)
     plan = plan_update(old, new)

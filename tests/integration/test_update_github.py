@@ -142,6 +142,19 @@ def test_an_unusable_base_falls_back_to_the_archive(first: Any, tmp_path: Path) 
     assert server.count(CODELOAD) == 1
 
 
+@pytest.mark.parametrize("failing", [TREES, BLOBS])
+def test_a_failing_update_request_falls_back_to_the_archive_at_once(
+    first: Any, tmp_path: Path, failing: str
+) -> None:
+    server, handle, base = first
+    sha = _next_commit(handle, {"app/main.py": "print(5)\n"})
+    server.fail_next(1, status=502, match=failing)
+    result = download(github_repo(server), sha, tmp_path / "code", base=base)
+    assert snapshot(result) == archive_snapshot(handle.bare, sha)
+    assert server.count(failing) == 1 and server.count(CODELOAD) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "code"]
+
+
 def test_the_entrypoint_cache_updates_from_the_newest_entry(first: Any, tmp_path: Path) -> None:
     server, handle, _base = first
 
