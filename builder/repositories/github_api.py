@@ -96,8 +96,9 @@ def update_files(repo: GitHubCodeRepository, base_commit: str, base_directory: s
     what = _what(repo, sha)
     project = _client(repo, lazy=True).get_repo(repo.full_name)
 
-    def blob(blob_sha: str) -> bytes:
-        return _blob(repo, project, blob_sha, policy, what=what)
+    def blob(path: str) -> tuple[bytes, str]:
+        blob_id = new[path][1]
+        return _blob(repo, project, blob_id, policy, what=what), blob_id
 
     def fetch(target: Path) -> None:
         build_updated_tree(Path(base_directory), target, plan, blob, what=what)

@@ -38,3 +38,11 @@ class GitLabCodeRepository(GitRemoteRepository):
         from builder.repositories.gitlab_api import download_files
 
         download_files(self, commit, directory, repo_sub_directory)
+
+    def update_files(self, base_commit: str, base_directory: str, commit: str, directory: str,
+                     repo_sub_directory: str | None) -> int | None:
+        """Bring a cached tree of `base_commit` to `commit`; see `builder.updates`."""
+        from builder.repositories.gitlab_api import update_files
+
+        return update_files(self, base_commit, base_directory, commit, directory,
+                            repo_sub_directory)

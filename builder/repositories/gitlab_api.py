@@ -18,6 +18,7 @@ archive with submodule placeholders (empty directories) looks up the gitlinks an
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -75,6 +76,57 @@ def download_files(repo: GitLabCodeRepository, commit: str, directory: str | os.
     policy = policy or RetryPolicy.from_environment()
     fetch_atomically(directory, lambda target: _download(repo, sha, target, subdir, verify,
                                                          policy, depth=0))
+
+
+def update_files(repo: GitLabCodeRepository, base_commit: str, base_directory: str,
+                 commit: str, directory: str | os.PathLike[str], repo_sub_directory: str | None,
+                 policy: RetryPolicy | None = None) -> int | None:
+    """`commit` into `directory` from the tree of `base_commit` at `base_directory`: one
+    compare request (`straight`, tree to tree) and one files request per changed file, whose
+    content is checked against the blob id GitLab gives with it. Returns how many files it
+    fetched, or None (nothing written) when a full download is the better way."""
+    import base64
+
+    from builder.updates import build_updated_tree, cached_paths, plan_from_changes
+
+    sha, base = validate_commit(commit), validate_commit(base_commit)
+    subdir = normalize_subdirectory(repo_sub_directory)
+    # One try per request: on any failure the caller downloads the archive, with retries.
+    policy = dataclasses.replace(policy or RetryPolicy.from_environment(), max_tries=1)
+    client = _Client(repo)
+    project = client.gl.projects.get(repo.path_with_namespace, lazy=True)
+    what = _what(repo, sha)
+    answer = client.call(lambda: project.repository_compare(base, sha, straight=True,
+                                                            **_NO_RETRIES),
+                         policy, what=what, sha=sha)
+    if not isinstance(answer, dict) or answer.get("compare_timeout") or answer.get("overflow"):
+        return None  # GitLab cut the list of changes short
+    prefix = f"{subdir}/" if subdir else ""
+    changes: dict[str, str | None] = {}
+    for diff in answer.get("diffs") or []:
+        gone = bool(diff.get("deleted_file"))
+        for path, mode in ((diff["old_path"], None), (diff["new_path"], diff["b_mode"])):
+            if path.startswith(prefix) and (mode is None or not gone):
+                changes[path[len(prefix):]] = None if mode is None else str(mode).rjust(6, "0")
+    plan = plan_from_changes(cached_paths(Path(base_directory)), changes)
+    if plan is None:
+        return None
+    verify = wants_verify(repo, directory)
+
+    def fetch(path: str) -> tuple[bytes, str]:
+        found = client.call(lambda: project.files.get(file_path=prefix + path, ref=sha,
+                                                      **_NO_RETRIES),
+                            policy, what=what, sha=sha)
+        return base64.b64decode(found.content), str(found.blob_id)
+
+    def write(target: Path) -> None:
+        build_updated_tree(Path(base_directory), target, plan, fetch, what=what)
+        if verify:
+            verify_tree(target, relative_listing(_tree_entries(repo, sha, subdir, policy),
+                                                 subdir), what=what)
+
+    fetch_atomically(directory, write)
+    return len(plan.fetch)
 
 
 def tree_listing(repo: GitLabCodeRepository, commit: str, subdirectory: str | None,

@@ -69,6 +69,8 @@ class GitLabServer(LoopbackServer):
     realm = "GitLab"
     token_prefix = "glpat-"
     token_headers = ("PRIVATE-TOKEN", "JOB-TOKEN")
+    #: Answer compares as GitLab does when it gives up on a large one: `compare_timeout`.
+    compare_times_out = False
     version = "17.0.0"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -87,6 +89,7 @@ class GitLabServer(LoopbackServer):
             ("GET", re.compile(_P + r"/repository/branches"), self.list_branches),
             ("GET", re.compile(_P + r"/repository/branches/(?P<branch>.+)"), self.get_branch),
             ("GET", re.compile(_P + r"/repository/tree"), self.get_tree),
+            ("GET", re.compile(_P + r"/repository/compare"), self.compare),
             ("GET", re.compile(_P + r"/repository/archive(?:\.(?P<fmt>[a-z0-9.]+))?"),
              self.archive),
             ("GET", re.compile(_P + r"/repository/files/(?P<path>.+)/raw"), self.file_raw),
@@ -382,6 +385,44 @@ class GitLabServer(LoopbackServer):
         refs = [{"type": t, "name": n} for t, n in repo.refs_containing(sha, kind)]
         page, headers = self._paginated(h, refs)
         h.send_json(200, page, headers)
+
+    def compare(self, h: Handler, m: re.Match[str]) -> None:
+        """``repository/compare?from=&to=[&straight=true]``: the commits and the changed files.
+
+        ``straight=true`` compares the two trees directly; otherwise from the merge base, as
+        GitLab does. Each diff entry has GitLab's fields; its ``diff`` text is left empty.
+        """
+        found = self._project(h, m)
+        if not found:
+            return
+        path, pid, repo = found
+        if not h.query.get("from") or not h.query.get("to"):
+            self.error(h, 400, "from, to are missing")
+            return
+        start = self._commit(h, repo, h.query["from"])
+        end = self._commit(h, repo, h.query["to"]) if start else None
+        if not start or not end:
+            return
+        base = start if h.query.get("straight") == "true" else repo.merge_base(start, end)
+
+        def mode(value: str) -> str:
+            return "0" if set(value) == {"0"} else value
+
+        diffs = [{
+            "old_path": f.path, "new_path": f.path,
+            "a_mode": mode(f.old_mode), "b_mode": mode(f.new_mode),
+            "new_file": f.status == "A", "renamed_file": False, "deleted_file": f.status == "D",
+            "generated_file": False, "diff": "",
+        } for f in repo.diff(base, end)]
+        commits = repo.rev_list(f"{base}..{end}") if base else repo.rev_list(end)
+        h.send_json(200, {
+            "commit": self.commit_json(path, pid, repo.commit_info(end)),
+            "commits": [self.commit_json(path, pid, repo.commit_info(c)) for c in commits],
+            "diffs": diffs,
+            "compare_timeout": self.compare_times_out,
+            "compare_same_ref": start == end,
+            "web_url": f"{self.url}/{path}/-/compare/{start}...{end}",
+        })
 
     def list_branches(self, h: Handler, m: re.Match[str]) -> None:
         found = self._project(h, m)

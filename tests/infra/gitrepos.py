@@ -347,6 +347,8 @@ class ChangedFile:
     new_sha: str
     additions: int
     deletions: int
+    old_mode: str = "000000"  # "000000": the file is not in that commit
+    new_mode: str = "000000"
 
 
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -519,10 +521,11 @@ class BareRepo:
         for meta, name in zip(raw[0::2], raw[1::2], strict=False):
             if not meta:
                 continue
-            _old_mode, _new_mode, old_sha, new_sha, status = meta.decode().lstrip(":").split()
+            old_mode, new_mode, old_sha, new_sha, status = meta.decode().lstrip(":").split()
             path = _decode(name)
             add, dele = counts.get(path, (0, 0))
-            files.append(ChangedFile(status[0], path, old_sha, new_sha, add, dele))
+            files.append(ChangedFile(status[0], path, old_sha, new_sha, add, dele,
+                                     old_mode, new_mode))
         return files
 
     def archive_stream(self, sha: str, fmt: str, prefix: str,

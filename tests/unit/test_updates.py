@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from builder.updates import MAX_FETCHED, plan_update
+from builder.updates import MAX_FETCHED, plan_from_changes, plan_update
 
 FILE, EXE, LINK, GITLINK = "100644", "100755", "120000", "160000"
 OLD = {
@@ -48,3 +48,26 @@ def test_declines_an_empty_listing_and_a_change_of_most_of_a_small_tree() -> Non
     changed = {path: (FILE, "9" * 40) for path in small}
     assert plan_update(small, changed) is None
     assert plan_update(small, {**small, "f0": (FILE, "9" * 40)}) is not None
+
+
+def test_compare_changes_fetch_the_new_and_keep_the_untouched_cached_paths() -> None:
+    cached = ["main.py", "run.sh", "pkg/a.py", "pkg/b.py"]
+    plan = plan_from_changes(cached, {"main.py": FILE, "pkg/b.py": None, "new.py": EXE})
+    assert plan is not None
+    assert plan.fetch == {"main.py": FILE, "new.py": EXE}
+    assert sorted(plan.keep) == ["pkg/a.py", "run.sh"]
+
+
+@pytest.mark.parametrize(
+    "cached, changes",
+    [
+        (["main.py"], {"vendor/lib": GITLINK}),
+        (["main.py", ".gitmodules"], {"main.py": FILE}),
+        (["main.py", ".dockerignore"], {".dockerignore": FILE}),
+        (["main.py"], {"main.py": None}),
+        ([f"f{i}" for i in range(12)], {f"f{i}": FILE for i in range(12)}),
+    ],
+    ids=["gitlink", "gitmodules", "dockerignore", "nothing left", "most of a small tree"],
+)
+def test_compare_changes_decline_like_listings(cached: list, changes: dict) -> None:
+    assert plan_from_changes(cached, changes) is None
