@@ -158,8 +158,8 @@ def download(repository: BaseCodeRepository, commit: str, directory: str | os.Pa
             fetched = _call_update_files(repository, base, commit, staging, subdir)
             if fetched is None:
                 _call_download_files(repository, commit, staging, subdir)
-            elif log is not None:
-                log(f"updated from {base.commit[:12]}: {fetched} changed "  # type: ignore[union-attr]
+            elif log is not None and base is not None:
+                log(f"updated from {base.commit[:12]}: {fetched} changed "
                     f"file{'' if fetched == 1 else 's'} fetched")
         finally:
             _frame.reset(reset)
