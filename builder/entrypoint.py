@@ -26,7 +26,13 @@ from builder.atomic import remove_tree, staged_directory
 from builder.errors import BuilderError, UsageError
 from builder.locks import file_lock
 from builder.secrets import remember
-from builder.warm import cache_key, copy_tree, exec_command
+from builder.warm import (
+    cache_key,
+    contract_subdirectory,
+    copy_tree,
+    exec_command,
+    is_commit_hash,
+)
 
 if TYPE_CHECKING:
     from builder.download import CachedTree
@@ -59,11 +65,13 @@ class Contract:
                 raise UsageError(
                     'BUILDER_CODE_REPOSITORY must be {"type": ..., "name": ..., "config": {...}}'
                 )
-            if not all(c in "0123456789abcdef" for c in commit) or not 7 <= len(commit) <= 64:
+            if not is_commit_hash(commit):
                 raise UsageError(f"BUILDER_COMMIT {commit!r} is not a commit hash")
-        subdirectory = environ.get("BUILDER_SUBDIRECTORY", "").strip("/")
-        if subdirectory and (subdirectory.startswith("/") or ".." in subdirectory.split("/")):
-            raise UsageError(f"BUILDER_SUBDIRECTORY {subdirectory!r} must be a relative path")
+        subdirectory = contract_subdirectory(environ)
+        if subdirectory is None:
+            raise UsageError(
+                f"BUILDER_SUBDIRECTORY {environ['BUILDER_SUBDIRECTORY']!r} must be a relative path"
+            )
         return cls(
             code_dir=Path(environ.get("BUILDER_CODE_DIR") or DEFAULT_CODE_DIR),
             commit=commit,

@@ -21,6 +21,7 @@ unit tests never sleep; the limits can be set from the environment:
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import os
 import random
@@ -71,6 +72,10 @@ class RetryPolicy:
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     wall_clock: Callable[[], float] = field(default=time.time, repr=False)
     jitter: Callable[[], float] = field(default=random.random, repr=False)
+
+    def single_try(self) -> RetryPolicy:
+        """The same policy with one try: for a request that has a fallback of its own."""
+        return dataclasses.replace(self, max_tries=1)
 
     def __post_init__(self) -> None:
         if self.max_tries < 1:

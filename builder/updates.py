@@ -105,3 +105,18 @@ def build_updated_tree(cached: Path, target: Path, plan: UpdatePlan, fetch: Fetc
         else:
             writer.file(path, 0o755 if mode == _EXECUTABLE else 0o644, data)
     writer.finish()
+
+
+def write_update(directory: str | os.PathLike[str], cached: Path, plan: UpdatePlan,
+                 fetch: Fetch, *, what: str, expected: Callable[[], Listing] | None) -> int:
+    """Write the updated tree into `directory` atomically; with `expected` (the commit's
+    listing), verify it as a full download would. Returns how many files were fetched."""
+    from builder.download import fetch_atomically, verify_tree
+
+    def write(target: Path) -> None:
+        build_updated_tree(cached, target, plan, fetch, what=what)
+        if expected is not None:
+            verify_tree(target, expected(), what=what)
+
+    fetch_atomically(directory, write)
+    return len(plan.fetch)

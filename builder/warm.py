@@ -33,15 +33,25 @@ def cache_key(repository: Mapping[str, object], commit: str | None, subdirectory
     return sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def is_commit_hash(value: str) -> bool:
+    return 7 <= len(value) <= 64 and set(value) <= _HEX
+
+
+def contract_subdirectory(environ: Mapping[str, str]) -> str | None:
+    """BUILDER_SUBDIRECTORY without its slashes; None when it leaves the repository."""
+    value = environ.get("BUILDER_SUBDIRECTORY", "").strip("/")
+    return None if ".." in value.split("/") else value
+
+
 def warm_start(command: Sequence[str], environ: Mapping[str, str]) -> None:
     """Copy the cached tree into the empty code dir mount and exec; return if it cannot."""
     commit = environ.get("BUILDER_COMMIT", "").strip()
     cache_dir = environ.get("BUILDER_CACHE_DIR", "")
     code_dir = environ.get("BUILDER_CODE_DIR", "")
-    subdirectory = environ.get("BUILDER_SUBDIRECTORY", "").strip("/")
-    if not (commit and cache_dir and code_dir and command) or not set(commit) <= _HEX:
+    subdirectory = contract_subdirectory(environ)
+    if not (cache_dir and code_dir and command and is_commit_hash(commit)):
         return
-    if not 7 <= len(commit) <= 64 or ".." in subdirectory.split("/"):
+    if subdirectory is None:
         return
     try:
         repository = json.loads(environ.get("BUILDER_CODE_REPOSITORY", ""))

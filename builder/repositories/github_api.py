@@ -18,7 +18,6 @@ and X-RateLimit-Reset up to a cap.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -81,12 +80,12 @@ def update_files(repo: GitHubCodeRepository, base_commit: str, base_directory: s
     """`commit` into `directory` from the tree of `base_commit` at `base_directory`: the two
     commits' listings (two requests) and one request per changed file. Returns how many files
     it fetched, or None (nothing written) when a full download is the better way."""
-    from builder.updates import build_updated_tree, plan_update
+    from builder.updates import plan_update, write_update
 
     sha, base = validate_commit(commit), validate_commit(base_commit)
     subdir = normalize_subdirectory(repo_sub_directory)
     # One try per request: on any failure the caller downloads the archive, with retries.
-    policy = dataclasses.replace(policy or RetryPolicy.from_environment(), max_tries=1)
+    policy = (policy or RetryPolicy.from_environment()).single_try()
     old = relative_listing(_tree_entries(repo, base, policy), subdir)
     new = relative_listing(_tree_entries(repo, sha, policy), subdir)
     plan = plan_update(old, new)
@@ -100,13 +99,8 @@ def update_files(repo: GitHubCodeRepository, base_commit: str, base_directory: s
         blob_id = new[path][1]
         return _blob(repo, project, blob_id, policy, what=what), blob_id
 
-    def fetch(target: Path) -> None:
-        build_updated_tree(Path(base_directory), target, plan, blob, what=what)
-        if verify:
-            verify_tree(target, new, what=what)
-
-    fetch_atomically(directory, fetch)
-    return len(plan.fetch)
+    return write_update(directory, Path(base_directory), plan, blob, what=what,
+                        expected=(lambda: new) if verify else None)
 
 
 def tree_listing(repo: GitHubCodeRepository, commit: str, subdirectory: str | None,

@@ -18,7 +18,6 @@ archive with submodule placeholders (empty directories) looks up the gitlinks an
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -87,12 +86,12 @@ def update_files(repo: GitLabCodeRepository, base_commit: str, base_directory: s
     fetched, or None (nothing written) when a full download is the better way."""
     import base64
 
-    from builder.updates import build_updated_tree, cached_paths, plan_from_changes
+    from builder.updates import cached_paths, plan_from_changes, write_update
 
     sha, base = validate_commit(commit), validate_commit(base_commit)
     subdir = normalize_subdirectory(repo_sub_directory)
     # One try per request: on any failure the caller downloads the archive, with retries.
-    policy = dataclasses.replace(policy or RetryPolicy.from_environment(), max_tries=1)
+    policy = (policy or RetryPolicy.from_environment()).single_try()
     client = _Client(repo)
     project = client.gl.projects.get(repo.path_with_namespace, lazy=True)
     what = _what(repo, sha)
@@ -119,14 +118,11 @@ def update_files(repo: GitLabCodeRepository, base_commit: str, base_directory: s
                             policy, what=what, sha=sha)
         return base64.b64decode(found.content), str(found.blob_id)
 
-    def write(target: Path) -> None:
-        build_updated_tree(Path(base_directory), target, plan, fetch, what=what)
-        if verify:
-            verify_tree(target, relative_listing(_tree_entries(repo, sha, subdir, policy),
-                                                 subdir), what=what)
+    def expected() -> Listing:
+        return relative_listing(_tree_entries(repo, sha, subdir, policy), subdir)
 
-    fetch_atomically(directory, write)
-    return len(plan.fetch)
+    return write_update(directory, Path(base_directory), plan, fetch, what=what,
+                        expected=expected if verify else None)
 
 
 def tree_listing(repo: GitLabCodeRepository, commit: str, subdirectory: str | None,
