@@ -32,6 +32,7 @@ from builder.warm import (
     copy_tree,
     exec_command,
     is_commit_hash,
+    is_empty_mount,
 )
 
 if TYPE_CHECKING:
@@ -150,8 +151,7 @@ def _newest_entry(contract: Contract) -> CachedTree | None:
         return None
     if len(key) != 32 or not all(c in "0123456789abcdef" for c in key):
         return None
-    entry = contract.cache_dir / key
-    return CachedTree(commit, entry) if entry.is_dir() else None
+    return CachedTree(commit, contract.cache_dir / key)  # `download` checks it is there
 
 
 def _remember_newest(contract: Contract) -> None:
@@ -169,7 +169,7 @@ def install_private_copy(source: Path, code_dir: Path) -> None:
     A mount point (the tmpfs `builder run` gives the container) cannot be renamed over; it is
     private to this container and empty, so the tree is copied straight into it.
     """
-    if os.path.ismount(code_dir) and not any(code_dir.iterdir()):
+    if is_empty_mount(code_dir):
         copy_tree(str(source), str(code_dir))
         return
     previous = None

@@ -60,7 +60,7 @@ def warm_start(command: Sequence[str], environ: Mapping[str, str]) -> None:
     if not isinstance(repository, dict) or not {"type", "name"} <= set(repository):
         return
     cached = os.path.join(cache_dir, cache_key(repository, commit, subdirectory))
-    if not os.path.isdir(cached) or not os.path.ismount(code_dir) or os.listdir(code_dir):
+    if not os.path.isdir(cached) or not is_empty_mount(code_dir):
         return
     try:
         copy_tree(cached, code_dir)
@@ -69,6 +69,12 @@ def warm_start(command: Sequence[str], environ: Mapping[str, str]) -> None:
             f"cannot copy the cached code into {code_dir}: {exc.strerror or exc}"
         ) from None
     exec_command(command, code_dir, environ)
+
+
+def is_empty_mount(path: str | os.PathLike[str]) -> bool:
+    """An empty mount point (the tmpfs `builder run` gives the container): the copy goes
+    straight into it, as it is private to this container and cannot be renamed over."""
+    return os.path.ismount(path) and not os.listdir(path)
 
 
 def copy_tree(source: str, destination: str) -> None:

@@ -86,14 +86,14 @@ def update_files(repo: GitHubCodeRepository, base_commit: str, base_directory: s
     subdir = normalize_subdirectory(repo_sub_directory)
     # One try per request: on any failure the caller downloads the archive, with retries.
     policy = (policy or RetryPolicy.from_environment()).single_try()
-    old = relative_listing(_tree_entries(repo, base, policy), subdir)
-    new = relative_listing(_tree_entries(repo, sha, policy), subdir)
+    project = _client(repo, lazy=True).get_repo(repo.full_name)  # one client: one connection
+    old = relative_listing(_tree_entries(repo, base, policy, project), subdir)
+    new = relative_listing(_tree_entries(repo, sha, policy, project), subdir)
     plan = plan_update(old, new)
     if plan is None:
         return None
     verify = wants_verify(repo, directory)
     what = _what(repo, sha)
-    project = _client(repo, lazy=True).get_repo(repo.full_name)
 
     def blob(path: str) -> tuple[bytes, str]:
         blob_id = new[path][1]
@@ -258,12 +258,13 @@ def _gitmodules(repo: GitHubCodeRepository, sha: str, policy: RetryPolicy) -> st
 # ---------------------------------------------------------------------------- tree listing
 
 
-def _tree_entries(repo: GitHubCodeRepository, sha: str,
-                  policy: RetryPolicy) -> list[tuple[str, str, str]]:
-    client = _client(repo, lazy=True)
+def _tree_entries(repo: GitHubCodeRepository, sha: str, policy: RetryPolicy,
+                  project: Any = None) -> list[tuple[str, str, str]]:
+    if project is None:
+        project = _client(repo, lazy=True).get_repo(repo.full_name)
 
     def fetch() -> Any:
-        return client.get_repo(repo.full_name).get_git_tree(sha, recursive=True)
+        return project.get_git_tree(sha, recursive=True)
 
     tree = _call(repo, fetch, policy, what=_what(repo, sha), sha=sha)
     if tree.raw_data.get("truncated"):
