@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace `path` with `data` so that readers see the old file or the new one, never a mix."""
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -39,6 +39,8 @@ def staged_directory(destination: Path) -> Iterator[Path]:
     so a partial tree never appears at the destination. If `destination` appears meanwhile
     (another process won the race), the staged copy is discarded and theirs is kept.
     """
+    import tempfile
+
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(
@@ -69,4 +71,6 @@ def remove_tree(path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         return
+    import shutil
+
     shutil.rmtree(path, onerror=_onerror)

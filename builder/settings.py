@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,7 @@ class Settings:
 
 def load_settings(project_dir: str | Path) -> Settings:
     """Read and validate `builder.yaml` in project_dir."""
-    import yaml
+    from builder import settings_cache
 
     directory = Path(project_dir).resolve()
     path = directory / SETTINGS_FILE
@@ -63,6 +62,18 @@ def load_settings(project_dir: str | Path) -> Settings:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SettingsError(f"{path}: cannot be read: {exc}") from None
+    data = settings_cache.recall(text)
+    if data is not None:
+        return _parse(directory, path, data)
+    data = _parse_yaml(path, text)
+    settings = _parse(directory, path, data)
+    settings_cache.remember(text, data)
+    return settings
+
+
+def _parse_yaml(path: Path, text: str) -> dict[Any, Any]:
+    import yaml
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -74,7 +85,7 @@ def load_settings(project_dir: str | Path) -> Settings:
         data = {}
     if not isinstance(data, dict):
         raise SettingsError(f"{path}: expected a mapping of keys, got {_kind(data)}")
-    return _parse(directory, path, data)
+    return data
 
 
 def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
@@ -169,6 +180,8 @@ def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
         command = ()
     elif isinstance(raw_command, str):
         try:
+            import shlex
+
             command = tuple(shlex.split(raw_command))
         except ValueError as exc:
             raise err("command", f"cannot be split into words: {exc}") from None

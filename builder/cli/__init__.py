@@ -64,13 +64,27 @@ def _status_fast_path(args: list[str]) -> None:
         return
     from pathlib import Path
 
-    from builder.status import show_status
+    from builder.git_questions import ask_decision_early
+    from builder.gitcmd import forget_early
 
+    path = Path(paths[0]) if paths else Path(".")
     try:
-        show_status(Path(paths[0]) if paths else Path("."), json_output="--json" in options)
+        # git works while the rest of builder loads
+        ask_decision_early(path.resolve(), _has_repositories)
+        from builder.status import show_status
+
+        show_status(path, json_output="--json" in options)
     except BaseException as exc:  # every failure becomes one line
         _fail(exc)
+    finally:
+        forget_early()
     sys.exit(0)
+
+
+def _has_repositories() -> bool:
+    from builder.store import Store
+
+    return bool(Store.default().repositories())
 
 
 def _fail(exc: BaseException) -> None:

@@ -12,8 +12,6 @@ into a scratch repository; the checkout itself is never changed.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,6 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from builder.errors import GitError
+from builder.git_questions import CHANGES, REMOTES, TOP_AND_HEAD, heads, remote_urls, top_and_head
 from builder.gitcmd import GitProcess, git_answer, git_ok, run_git, split_z, start_git
 from builder.repositories.base import BaseCodeRepository, LocalRepositoryContext
 from builder.repositories.urls import strip_credentials
@@ -106,19 +105,11 @@ class Checkout:
 
     @classmethod
     def _find(cls, project_dir: Path) -> Checkout | None:
-        # One process for both answers: exit 0 prints the top and the commit; exit 1 (no
-        # commits yet) prints only the top; anything else means outside git.
         try:
-            code, out = git_answer(
-                ["rev-parse", "--show-toplevel", "--verify", "-q", "HEAD^{commit}"], project_dir
-            )
+            found = top_and_head(*git_answer(TOP_AND_HEAD, project_dir))
         except (FileNotFoundError, NotADirectoryError):
             return None
-        lines = out.decode("utf-8", "surrogateescape").splitlines()
-        if code not in (0, 1) or not lines:
-            return None
-        head = lines[1].strip() if code == 0 and len(lines) > 1 else None
-        return cls(Path(lines[0]).resolve(), project_dir, head)
+        return None if found is None else cls(found[0], project_dir, found[1])
 
     @classmethod
     def forget(cls) -> None:
@@ -133,38 +124,10 @@ class Checkout:
     def remotes(self) -> list[Remote]:
         """Every remote URL (fetch and push), with `url.<base>.insteadOf` applied."""
         try:
-            raw = run_git(
-                [
-                    "config",
-                    "-z",
-                    "--get-regexp",
-                    r"^(remote\..*\.(url|pushurl)|url\..*\.insteadof)$",
-                ],
-                self.root,
-            )
+            raw = run_git(REMOTES, self.project_dir)
         except GitError:
             return []
-        rewrites: list[tuple[str, str]] = []
-        entries: list[tuple[str, str]] = []
-        for item in split_z(raw):
-            key, _, value = item.partition("\n")
-            section, _, rest = key.partition(".")
-            if section == "url":
-                base = rest.rsplit(".", 1)[0]
-                rewrites.append((value, base))
-            else:
-                entries.append((rest.rsplit(".", 1)[0], value))
-        rewrites.sort(key=lambda pair: len(pair[0]), reverse=True)
-        result: list[Remote] = []
-        for name, url in entries:
-            for prefix, base in rewrites:
-                if url.startswith(prefix):
-                    url = base + url[len(prefix) :]
-                    break
-            remote = Remote(name, url)
-            if remote not in result:
-                result.append(remote)
-        return result
+        return [Remote(name, url) for name, url in remote_urls(raw)]
 
     def cancel(self) -> None:
         """Stop the git processes started in the background; their answers are not needed."""
@@ -177,19 +140,7 @@ class Checkout:
     def start_changes(self) -> None:
         """Start asking git what differs from the commit, in the background (idempotent)."""
         if self._changes is None and self.head is not None:
-            self._changes = start_git(
-                [
-                    "--no-optional-locks",
-                    "status",
-                    "--porcelain",
-                    "-z",
-                    "--no-renames",
-                    "--untracked-files=all",
-                    "--",
-                    ".",
-                ],
-                self.project_dir,
-            )
+            self._changes = start_git(CHANGES, self.project_dir)
 
     @cached_property
     def shipped_changes(self) -> list[str]:
@@ -230,9 +181,7 @@ class Checkout:
     def start_push_check(self, remote: str) -> None:
         """Start `git ls-remote` for `remote` in the background (idempotent)."""
         if remote not in self._ls_remote and remote not in self._push_checks:
-            self._ls_remote[remote] = start_git(
-                ["ls-remote", "--heads", remote], self.root, timeout=remote_timeout()
-            )
+            self._ls_remote[remote] = start_git(heads(remote), self.root, timeout=remote_timeout())
 
     @cached_property
     def is_shallow(self) -> bool:
@@ -399,6 +348,9 @@ class Checkout:
         The checkout itself is never changed: `git fetch --depth` in it would also cut the
         history it already has.
         """
+        import shutil
+        import tempfile
+
         head = self.head
         assert head is not None
         if not tips:
@@ -442,6 +394,8 @@ class Checkout:
         run_git(["init", "-q", "--bare", str(git_dir)], scratch)
         (git_dir / "objects" / "info" / "alternates").write_text(f"{objects}\n")
         if shallow.is_file():
+            import shutil
+
             shutil.copyfile(shallow, git_dir / "shallow")
         with open(git_dir / "config", "a") as handle:
             handle.write(f"[include]\n\tpath = {config}\n[core]\n\tbare = true\n")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 import re
 import sys
 from collections.abc import Mapping
@@ -155,6 +154,8 @@ def load_custom_class(source: str, project_dir: Path | None = None) -> type[Base
         raise RepositoryConfigError(
             f"--source {source!r}: module {module_name!r} has no {class_name!r}"
         )
+    import inspect
+
     if not (inspect.isclass(cls) and issubclass(cls, BaseCodeRepository)):
         raise RepositoryConfigError(
             f"--source {source!r} is not a subclass of builder.repositories.BaseCodeRepository"

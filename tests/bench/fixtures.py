@@ -52,6 +52,8 @@ SPECS: dict[str, Spec] = {
     "small": Spec("small", 50, 5, 2_000, 0, 0),
     "medium": Spec("medium", 1_000, 50, 8_200, 10, 200_000),
     "large": Spec("large", 5_000, 100, 6_200, 50, 400_000),
+    # the size of issue 2's status goal; status reads no contents, so the files are small
+    "xlarge": Spec("xlarge", 10_000, 200, 2_000, 0, 0),
 }
 
 

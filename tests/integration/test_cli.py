@@ -233,6 +233,7 @@ def test_no_command_ever_prints_a_registered_token(world):
 
 
 def test_status_of_a_git_repository_imports_no_docker_api_clients_or_cli_framework(world):
+    """Nor, once builder.yaml has been read before, the YAML parser."""
     remote = world.bare("app")
     project = world.project(remote=remote)
     world.builder("code-repository", "register", "app", "--type", "git", "--url", str(remote))
@@ -243,20 +244,23 @@ def test_status_of_a_git_repository_imports_no_docker_api_clients_or_cli_framewo
         f"    main(['status', {str(project)!r}, '--json'])\n"
         "except SystemExit as exit:\n"
         "    assert exit.code == 0, exit.code\n"
-        "names = ('docker', 'github', 'gitlab', 'git', 'requests', 'typer', 'click')\n"
+        "names = ('docker', 'github', 'gitlab', 'git', 'requests', 'typer', 'click', 'yaml')\n"
         "heavy = sorted(m for m in names if m in sys.modules)\n"
         "print('HEAVY=' + ','.join(heavy), file=sys.stderr)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**world_env(world)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "HEAVY=\n" in done.stderr or done.stderr.rstrip().endswith("HEAVY=")
-    assert json.loads(done.stdout)["mode"] == "reuse"
+    loaded = []
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**world_env(world)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["mode"] == "reuse"
+        loaded.append(done.stderr.rstrip().rpartition("HEAVY=")[2])
+    assert loaded == ["yaml", ""]
 
 
 def test_status_fast_path_and_typer_agree(world):
