@@ -7,15 +7,13 @@ person sees every cause at once (a tree can be both dirty and unpushed).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Mode = Literal["reuse", "bake"]
 MAX_LISTED_FILES = 5
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
     """A registered repository whose URL matches one of the checkout's remotes."""
 
     repository: str
@@ -26,8 +24,7 @@ class Candidate:
     dirty: bool = False  # as the repository's own context reports it
 
 
-@dataclass(frozen=True)
-class Facts:
+class Facts(NamedTuple):
     in_git: bool
     has_commits: bool = False
     commit: str | None = None
@@ -52,8 +49,7 @@ class Facts:
         return bool(self.dirty_files) or bool(chosen and chosen.dirty)
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     mode: Mode
     reasons: tuple[str, ...]
     code_repository: str | None

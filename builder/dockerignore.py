@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from builder.errors import UsageError
 
@@ -36,8 +36,7 @@ class _PatternError(ValueError):
     """A pattern that Go's filepath.Match rejects."""
 
 
-@dataclass(frozen=True)
-class _Pattern:
+class _Pattern(NamedTuple):
     text: str
     exclusion: bool
     regex: str

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from builder.decision import Facts, Plan, decide
 from builder.facts import FactsGathering
@@ -14,8 +13,7 @@ from builder.settings import Settings, load_settings
 from builder.store import Store
 
 
-@dataclass(frozen=True)
-class ProjectPlan:
+class ProjectPlan(NamedTuple):
     settings: Settings
     facts: Facts
     plan: Plan

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from builder.errors import SettingsError
 
@@ -23,20 +22,19 @@ _APT_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(?:[=:][A-Za-z0-9+.~:\-]+)?$")
 _REGISTRY_RE = re.compile(r"^[A-Za-z0-9.\-]+(?::[0-9]+)?(?:/[a-z0-9._\-/]+)?$")
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """The project's settings, as read from builder.yaml."""
 
     project_dir: Path
     name: str
-    parent_image: str = DEFAULT_PARENT_IMAGE
-    requirements: tuple[str, ...] = ()
-    apt_packages: tuple[str, ...] = ()
-    environment: dict[str, str] = field(default_factory=dict)
-    registry: str | None = None
-    code_dir: str = DEFAULT_CODE_DIR
-    command: tuple[str, ...] = ()
-    verify_download: bool = False
+    parent_image: str
+    requirements: tuple[str, ...]
+    apt_packages: tuple[str, ...]
+    environment: dict[str, str]
+    registry: str | None
+    code_dir: str
+    command: tuple[str, ...]
+    verify_download: bool
 
     @property
     def file(self) -> Path:

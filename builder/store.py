@@ -11,9 +11,8 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from builder import secrets
 from builder.atomic import atomic_write_text
@@ -34,8 +33,7 @@ def default_home() -> Path:
     return Path(platformdirs.user_config_dir("builder", appauthor=False))
 
 
-@dataclass(frozen=True)
-class RepositoryRecord:
+class RepositoryRecord(NamedTuple):
     """A registered code repository as stored: config has no secret, only a reference."""
 
     id: str
@@ -66,12 +64,16 @@ class RepositoryRecord:
         )
 
 
-@dataclass
 class State:
-    """Everything in the store, loaded under the lock for one transaction."""
+    """The store's contents inside a transaction: changed in place, written when it ends."""
 
-    repositories: dict[str, RepositoryRecord] = field(default_factory=dict)
-    secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+    def __init__(
+        self,
+        repositories: dict[str, RepositoryRecord],
+        secrets: dict[str, dict[str, str]],
+    ) -> None:
+        self.repositories = repositories
+        self.secrets = secrets
 
 
 class Store:

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from builder.errors import GitError
 from builder.git_questions import CHANGES, REMOTES, TOP_AND_HEAD, heads, remote_urls, top_and_head
@@ -64,8 +63,7 @@ def deepen_depth() -> int:
         return DEFAULT_DEEPEN_DEPTH
 
 
-@dataclass(frozen=True)
-class Remote:
+class Remote(NamedTuple):
     name: str
     url: str  # as git would use it (insteadOf applied); may hold credentials
 
@@ -74,8 +72,7 @@ class Remote:
         return strip_credentials(self.url)
 
 
-@dataclass(frozen=True)
-class PushCheck:
+class PushCheck(NamedTuple):
     """Whether a branch the remote has now contains the commit. `pushed` is None when unknown."""
 
     pushed: bool | None
@@ -174,6 +171,8 @@ class Checkout:
     @cached_property
     def dirty_files(self) -> list[str]:
         """Files that would ship and differ from the commit (DESIGN principle 3)."""
+        if not self.shipped_changes:
+            return []
         from builder.dockerignore import DockerIgnore
 
         return DockerIgnore.load(self.project_dir).filter(self.shipped_changes)

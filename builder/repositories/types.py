@@ -6,9 +6,8 @@ import importlib
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from builder.errors import RepositoryConfigError
@@ -22,8 +21,7 @@ _GITHUB_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _GITLAB_PATH = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
     name: str
     required: bool
     help: str

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*)://")
@@ -16,8 +16,7 @@ _SCP = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>\[[^\]]+\]|[^:/]+):(?P<path>
 WEB_SCHEMES = ("http", "https")
 
 
-@dataclass(frozen=True)
-class RemoteURL:
+class RemoteURL(NamedTuple):
     """A remote location, normalised: lower-case host, path without slashes or `.git`."""
 
     scheme: str  # http, https, ssh, git, file

@@ -36,7 +36,14 @@ from tests.bench import (
     bench_status,
     report,
 )
-from tests.bench.context import PARENT_IMAGE, REGISTRY, BenchContext, machine, sh
+from tests.bench.context import (
+    BUILDER_COMMAND,
+    PARENT_IMAGE,
+    REGISTRY,
+    BenchContext,
+    machine,
+    sh,
+)
 from tests.bench.harness import Result, markdown_table, progress
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +64,8 @@ PLAN: list[tuple[str, Scenario, list[str]]] = [
 
 def preflight() -> None:
     """Fail early, with the fix, if a real part is missing."""
+    if not BUILDER_COMMAND.is_file():
+        raise SystemExit(f"bench: no {BUILDER_COMMAND}; run `make setup`")
     if sh(["docker", "info"], check=False).returncode != 0:
         raise SystemExit("bench: no Docker engine answers; run `make engine`")
     if sh(["docker", "image", "inspect", PARENT_IMAGE], check=False).returncode != 0:
