@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from builder.decision import Candidate, Facts
 from builder.errors import BuilderError, RepositoryConfigError
 from builder.repositories.base import BaseCodeRepository, LocalRepositoryContext
 from builder.repositories.git_context import Checkout, GitLocalContext
 from builder.repositories.types import instantiate
 from builder.store import RepositoryRecord, Store
+
+if TYPE_CHECKING:  # imported when the facts are in, after the remote has been asked
+    from builder.decision import Candidate, Facts
 
 Warn = Callable[[str], None]
 
@@ -41,6 +44,8 @@ class FactsGathering:
                 context.start_checks()
 
     def finish(self) -> tuple[Facts, dict[str, BaseCodeRepository]]:
+        from builder.decision import Facts
+
         registered = tuple(r.name for r in self.records)
         checkout = self.checkout
         if checkout is None:
@@ -98,6 +103,8 @@ def _matching_contexts(
 
 
 def _candidate(record: RepositoryRecord, context: LocalRepositoryContext) -> Candidate:
+    from builder.decision import Candidate
+
     if isinstance(context, GitLocalContext):
         check = context.push_state
         return Candidate(

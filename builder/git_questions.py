@@ -1,13 +1,12 @@
 """The git questions behind a decision, and asking them before builder is loaded.
 
-`builder status` spends most of its time loading Python modules. `ask_decision_early` starts
-the git processes of `Checkout` first, so that git works while Python loads; `Checkout` takes
-them over when it asks the same questions (see `gitcmd.ask_early`).
+`builder status` spends most of its time loading Python modules. `ask_local_questions_early`
+starts the git processes of `Checkout` first, so that git works while Python loads;
+`Checkout` takes them over when it asks the same questions (see `gitcmd.ask_early`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from builder.gitcmd import ask_early, split_z
@@ -64,23 +63,12 @@ def remote_urls(out: bytes) -> list[tuple[str, str]]:
     return result
 
 
-def ask_decision_early(project_dir: Path, has_repositories: Callable[[], bool]) -> None:
-    """Start the decision's git questions for `project_dir` (an absolute, resolved path).
+def ask_local_questions_early(project_dir: Path) -> None:
+    """Start the decision's local git questions for `project_dir` (absolute and resolved).
 
-    The remote's `ls-remote` is asked early only when the checkout has exactly one remote
-    and some code repository is registered, as the decision then nearly always asks it;
-    otherwise it waits for the registered repositories to name the remote.
+    Only the checkout is asked: the remote is asked once a registered repository has
+    matched it, so builder never contacts a remote that no registered repository names.
     """
     where = str(project_dir)
-    top = ask_early(TOP_AND_HEAD, where)
-    ask_early(CHANGES, where)
-    remotes = ask_early(REMOTES, where)
-    if top is None or remotes is None or not has_repositories():
-        return
-    found = top_and_head(*top.wait()[:2])
-    code, out, _ = remotes.wait()
-    if found is None or found[1] is None or code != 0:
-        return
-    names = {name for name, _ in remote_urls(out)}
-    if len(names) == 1:
-        ask_early(heads(names.pop()), str(found[0]))
+    for question in (TOP_AND_HEAD, CHANGES, REMOTES):
+        ask_early(question, where)

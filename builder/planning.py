@@ -31,11 +31,14 @@ def plan_project(
     no_reuse: bool = False,
     store: Store | None = None,
     warn: Callable[[str], None] | None = None,
+    gathering: FactsGathering | None = None,
 ) -> ProjectPlan:
+    """`gathering`, when given, is the facts gathering already started for `path`."""
     # git's questions run while builder.yaml is read: they take the longest.
-    gathering = FactsGathering(
-        Path(path).resolve(), store or Store.default(), no_reuse=no_reuse, warn=warn
-    )
+    if gathering is None:
+        gathering = FactsGathering(
+            Path(path).resolve(), store or Store.default(), no_reuse=no_reuse, warn=warn
+        )
     try:
         settings = load_settings(path)
     except BaseException:

@@ -7,12 +7,15 @@ from pathlib import Path
 
 from builder.cli.output import emit, emit_json, table, warn
 from builder.decision import MAX_LISTED_FILES
+from builder.facts import FactsGathering
 from builder.planning import plan_json, plan_project
 
 
-def show_status(path: Path, *, json_output: bool) -> None:
+def show_status(
+    path: Path, *, json_output: bool, gathering: FactsGathering | None = None
+) -> None:
     started = time.perf_counter()
-    project = plan_project(path, warn=warn)
+    project = plan_project(path, warn=warn, gathering=gathering)
     plan = project.plan
     if json_output:
         emit_json(plan_json(plan, seconds=time.perf_counter() - started))

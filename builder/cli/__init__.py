@@ -64,27 +64,35 @@ def _status_fast_path(args: list[str]) -> None:
         return
     from pathlib import Path
 
-    from builder.git_questions import ask_decision_early
+    from builder.git_questions import ask_local_questions_early
     from builder.gitcmd import forget_early
 
     path = Path(paths[0]) if paths else Path(".")
+    gathering = None
     try:
-        # git works while the rest of builder loads
-        ask_decision_early(path.resolve(), _has_repositories)
+        # git works while the rest of builder loads: first the checkout's questions, then
+        # (once a registered repository matches a remote) the remote's, then the rest
+        ask_local_questions_early(path.resolve())
+        from builder.facts import FactsGathering
+        from builder.store import Store
+
+        gathering = FactsGathering(path.resolve(), Store.default(), warn=_warn)
         from builder.status import show_status
 
-        show_status(path, json_output="--json" in options)
+        show_status(path, json_output="--json" in options, gathering=gathering)
     except BaseException as exc:  # every failure becomes one line
         _fail(exc)
     finally:
+        if gathering is not None:
+            gathering.cancel()
         forget_early()
     sys.exit(0)
 
 
-def _has_repositories() -> bool:
-    from builder.store import Store
+def _warn(line: str) -> None:
+    from builder.cli.output import warn
 
-    return bool(Store.default().repositories())
+    warn(line)
 
 
 def _fail(exc: BaseException) -> None:

@@ -8,7 +8,8 @@ Scenarios (the letters of the README table; each module also runs on its own):
   b  uncommitted one-line change -> output: the same two (bench_iterate; small, medium)
   c  download a commit: GitHub download_files against a contents-API walk (bench_download;
      medium)
-  d  decision: builder status against git status + git ls-remote (bench_status; large)
+  d  decision: builder status against git status + git ls-remote (bench_status; large,
+     xlarge)
   e  container start, warm and cold: the entrypoint against a plain docker run (bench_start;
      medium)
   f  no-op build: builder build against docker build, all cached (bench_build; large)
@@ -34,6 +35,7 @@ from tests.bench import (
     bench_iterate,
     bench_start,
     bench_status,
+    fixtures,
     report,
 )
 from tests.bench.context import (
@@ -55,7 +57,7 @@ Scenario = Callable[[BenchContext, Sequence[str]], list[Result]]
 PLAN: list[tuple[str, Scenario, list[str]]] = [
     ("f", bench_build.run, ["large"]),
     ("e", bench_start.run, ["medium"]),
-    ("d", bench_status.run, ["large"]),
+    ("d", bench_status.run, ["large", "xlarge"]),
     ("c", bench_download.run, ["medium"]),
     ("a", bench_iterate.run_pushed, SIZE_ORDER),
     ("b", bench_iterate.run_uncommitted, ["small", "medium"]),  # large: +6 min, same story
@@ -110,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             results += scenario(ctx, ["small"] if args.quick else sizes)
     minutes = (time.perf_counter() - started) / 60
-    results.sort(key=lambda r: (r.key, SIZE_ORDER.index(r.project.split(":")[0])))
+    sizes = list(fixtures.SPECS)
+    results.sort(key=lambda r: (r.key, sizes.index(r.project.split(":")[0])))
 
     table = markdown_table(results)
     print(table)

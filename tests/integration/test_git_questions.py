@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from builder import gitcmd
-from builder.git_questions import CHANGES, TOP_AND_HEAD, ask_decision_early, heads
+from builder.git_questions import CHANGES, TOP_AND_HEAD
 from tests.gitworld import GitWorld, git
 
 
@@ -81,7 +81,7 @@ def test_a_missing_directory_is_not_asked(tmp_path):
     assert gitcmd.ask_early(CHANGES, str(tmp_path / "gone")) is None
 
 
-def test_status_asks_each_question_once_and_ls_remote_early(world):
+def test_status_asks_each_question_once(world):
     log = logging_git(world)
     remote = world.bare("app")
     project = world.project(remote=remote)
@@ -116,10 +116,10 @@ def test_two_remotes_ask_only_the_matching_one(world):
     assert len(asked) == 1 and asked[0].endswith("ls-remote --heads origin"), asked
 
 
-def test_the_early_ls_remote_is_the_one_the_check_uses(world, monkeypatch):
+def test_a_remote_no_registered_repository_names_is_never_asked(world):
     log = logging_git(world)
-    monkeypatch.setenv("PATH", world.env["PATH"])
-    project = world.project(remote=world.bare("app")).resolve()
-    ask_decision_early(project, lambda: True)
-    assert gitcmd.start_git(heads("origin"), project).wait()[0] == 0
-    assert calls(log, "ls-remote") == 1
+    project = world.project(remote=world.bare("app"))
+    assert world.builder("code-repository", "register", "other", "--type", "git",
+                         "--url", str(world.bare("other"))).code == 0
+    assert world.status(project)["mode"] == "bake"
+    assert calls(log, "ls-remote") == 0
