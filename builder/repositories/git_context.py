@@ -171,8 +171,6 @@ class Checkout:
     @cached_property
     def dirty_files(self) -> list[str]:
         """Files that would ship and differ from the commit (DESIGN principle 3)."""
-        if not self.shipped_changes:
-            return []
         from builder.dockerignore import DockerIgnore
 
         return DockerIgnore.load(self.project_dir).filter(self.shipped_changes)

@@ -123,3 +123,12 @@ def test_a_remote_no_registered_repository_names_is_never_asked(world):
                          "--url", str(world.bare("other"))).code == 0
     assert world.status(project)["mode"] == "bake"
     assert calls(log, "ls-remote") == 0
+
+
+def test_a_clean_checkout_still_checks_its_dockerignore(world):
+    """The download applies .dockerignore: a bad one fails the decision, not the container."""
+    project = world.project(files={".dockerignore": "[\n", "main.py": "print(1)\n"})
+    result = world.builder("status", str(project), "--json")
+    assert result.code == 2
+    assert ".dockerignore, line 1: invalid pattern '['" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
