@@ -72,11 +72,12 @@ def _status_fast_path(args: list[str]) -> None:
     try:
         # git works while the rest of builder loads: first the checkout's questions, then
         # (once a registered repository matches a remote) the remote's, then the rest
-        ask_local_questions_early(path.resolve())
+        project_dir = path.resolve()
+        ask_local_questions_early(project_dir)
         from builder.facts import FactsGathering
         from builder.store import Store
 
-        gathering = FactsGathering(path.resolve(), Store.default(), warn=_warn)
+        gathering = FactsGathering(project_dir, Store.default(), warn=_warn)
         from builder.status import show_status
 
         show_status(path, json_output="--json" in options, gathering=gathering)
