@@ -43,6 +43,18 @@ class FactsGathering:
             if isinstance(context, GitLocalContext):
                 context.start_checks()
 
+    @classmethod
+    def start(
+        cls,
+        path: str | Path,
+        *,
+        store: Store | None = None,
+        no_reuse: bool = False,
+        warn: Warn | None = None,
+    ) -> FactsGathering:
+        """Start gathering for the project at `path` (the default store unless given)."""
+        return cls(Path(path).resolve(), store or Store.default(), no_reuse=no_reuse, warn=warn)
+
     def finish(self) -> tuple[Facts, dict[str, BaseCodeRepository]]:
         from builder.decision import Facts
 

@@ -36,9 +36,7 @@ def plan_project(
     """`gathering`, when given, is the facts gathering already started for `path`."""
     # git's questions run while builder.yaml is read: they take the longest.
     if gathering is None:
-        gathering = FactsGathering(
-            Path(path).resolve(), store or Store.default(), no_reuse=no_reuse, warn=warn
-        )
+        gathering = FactsGathering.start(path, store=store, no_reuse=no_reuse, warn=warn)
     try:
         settings = load_settings(path)
     except BaseException:

@@ -75,9 +75,8 @@ def _status_fast_path(args: list[str]) -> None:
         project_dir = path.resolve()
         ask_local_questions_early(project_dir)
         from builder.facts import FactsGathering
-        from builder.store import Store
 
-        gathering = FactsGathering(project_dir, Store.default(), warn=_warn)
+        gathering = FactsGathering.start(project_dir, warn=_warn)
         from builder.status import show_status
 
         show_status(path, json_output="--json" in options, gathering=gathering)
