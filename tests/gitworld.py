@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -16,6 +17,22 @@ GIT_IDENTITY = {
     "GIT_COMMITTER_NAME": "Test",
     "GIT_COMMITTER_EMAIL": "test@example.invalid",
 }
+
+
+def logging_git(bin_dir: Path, log: Path) -> str:
+    """A `git` in `bin_dir` that appends each command line to `log`, then runs the real git.
+
+    Returns a PATH with `bin_dir` first.
+    """
+    real = shutil.which("git")
+    assert real, "no git on PATH"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    wrapper = bin_dir / "git"
+    wrapper.write_text(
+        f"#!/bin/sh\nprintf '%s ' \"$@\" >> {log}\necho >> {log}\nexec {real} \"$@\"\n"
+    )
+    wrapper.chmod(0o755)
+    return f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> str:

@@ -19,6 +19,7 @@ from builder.errors import AuthenticationError, DownloadError, NotFoundError, Us
 from builder.repositories import git_fetch
 from builder.repositories.git import GitCodeRepository
 from builder.retry import RetryPolicy
+from tests.gitworld import logging_git
 from tests.infra.git_server import GitServer
 from tests.integration.test_download_common import (
     add_gitlink,
@@ -156,16 +157,8 @@ def test_token_never_in_argv_proc_config_tree_or_errors(rich: Any, downloads: Pa
     token = server.token
     basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
     # 1. Every git command line, through a wrapper first on PATH.
-    wrapper_dir = tmp_path / "bin"
-    wrapper_dir.mkdir()
     argv_log = tmp_path / "argv.log"
-    real_git = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    (wrapper_dir / "git").write_text(
-        f"#!/bin/sh\nprintf '%s ' \"$@\" >> {argv_log}\necho >> {argv_log}\n"
-        f'exec {real_git} "$@"\n')
-    (wrapper_dir / "git").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{wrapper_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", logging_git(tmp_path / "bin", argv_log))
     # 2. Every process's command line while the download runs.
     seen: list[str] = []
     stop = threading.Event()
