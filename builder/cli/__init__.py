@@ -39,13 +39,13 @@ def main(argv: list[str] | None = None) -> None:
 def _entrypoint_fast_path(args: list[str]) -> None:
     """`builder entrypoint` runs at every container start: it skips the CLI framework, and
     a warm start (the commit cached) skips the rest of builder too."""
-    from builder.warm import command_from_argv, is_fast_path, warm_start
+    from builder.container.warm import command_from_argv, is_fast_path, warm_start
 
     if is_fast_path(args):
         command = command_from_argv(args)
         try:
             warm_start(command, os.environ)
-            from builder.entrypoint import run
+            from builder.container.entrypoint import run
 
             run(command)
         except BaseException as exc:  # every failure becomes one line
@@ -64,8 +64,8 @@ def _status_fast_path(args: list[str]) -> None:
         return
     from pathlib import Path
 
-    from builder.git_questions import ask_local_questions_early
-    from builder.gitcmd import forget_early
+    from builder.code.git_questions import ask_local_questions_early
+    from builder.code.gitcmd import forget_early
 
     path = Path(paths[0]) if paths else Path(".")
     gathering = None
@@ -74,10 +74,10 @@ def _status_fast_path(args: list[str]) -> None:
         # (once a registered repository matches a remote) the remote's, then the rest
         project_dir = path.resolve()
         ask_local_questions_early(project_dir)
-        from builder.facts import FactsGathering
+        from builder.decide.facts import FactsGathering
 
         gathering = FactsGathering.start(project_dir, warn=_warn)
-        from builder.status import show_status
+        from builder.cli.status_report import show_status
 
         show_status(path, json_output="--json" in options, gathering=gathering)
     except BaseException as exc:  # every failure becomes one line

@@ -1,6 +1,6 @@
 """`builder build [PATH] [--json] [--push] [--no-reuse] [--dotenv FILE]`: the pre-run build.
 
-In CI it also writes the outputs the job asks for (builder/ci_outputs.py): GitHub Actions'
+In CI it also writes the outputs the job asks for (builder/cli/ci_outputs.py): GitHub Actions'
 `$GITHUB_OUTPUT` and `$GITHUB_STEP_SUMMARY` when they are set, and `--dotenv FILE` for GitLab.
 """
 
@@ -26,7 +26,7 @@ def build(
              "(GitLab CI's artifacts:reports:dotenv)."),
 ) -> None:
     """Find or build the image to run: the base image (reuse) or a baked code image."""
-    from builder.ci_outputs import publish
+    from builder.cli.ci_outputs import publish
     from builder.images.build import build_project
 
     try:

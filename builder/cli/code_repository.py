@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-from builder import code_repositories
 from builder.cli.options import parse_key_values
 from builder.cli.output import emit, emit_json, message, table
-from builder.store import Store
+from builder.repositories import registry
+from builder.state.store import Store
 
 app = typer.Typer(
     help="Register the remote repositories your code is pushed to.",
@@ -41,9 +41,9 @@ def register(
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     options = parse_key_values(list(ctx.args), "repository options")
-    record = code_repositories.register(Store.default(), name, type_name, options, cwd=Path.cwd())
+    record = registry.register(Store.default(), name, type_name, options, cwd=Path.cwd())
     if json_output:
-        emit_json(code_repositories.describe(record))
+        emit_json(registry.describe(record))
     else:
         message(f"registered code repository {record.name!r} ({record.type})")
 
@@ -55,7 +55,7 @@ def list_repositories(
     """List the registered code repositories."""
     records = Store.default().repositories()
     if json_output:
-        emit_json([code_repositories.describe(r) for r in records])
+        emit_json([registry.describe(r) for r in records])
         return
     if not records:
         message("no code repositories registered")
@@ -71,7 +71,7 @@ def describe(
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show one code repository (never its secret)."""
-    info = code_repositories.describe(code_repositories.get(Store.default(), name))
+    info = registry.describe(registry.get(Store.default(), name))
     if json_output:
         emit_json(info)
         return
@@ -84,7 +84,7 @@ def describe(
 @app.command("delete")
 def delete(name: str = typer.Argument(...)) -> None:
     """Delete a code repository (and the token stored for it)."""
-    record = code_repositories.delete(Store.default(), name)
+    record = registry.delete(Store.default(), name)
     message(f"deleted code repository {record.name!r}")
 
 

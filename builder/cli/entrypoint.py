@@ -1,4 +1,4 @@
-"""`builder entrypoint [-- CMD ...]` (the typer form, for --help; see builder.entrypoint.main)."""
+"""`builder entrypoint [-- CMD ...]` for --help; the work is builder.container.entrypoint."""
 
 from __future__ import annotations
 
@@ -15,6 +15,6 @@ def entrypoint(
     BUILDER_CACHE_DIR, BUILDER_VERIFY_DOWNLOAD. Without BUILDER_COMMIT the code is already
     in the image (bake mode) and CMD runs in the code dir.
     """
-    from builder.entrypoint import run
+    from builder.container.entrypoint import run
 
     run(list(command or []))

@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-from builder.secrets import redact
+from builder.state.secrets import redact
 
 
 def emit_json(data: Any) -> None:

@@ -15,7 +15,7 @@ import typer
 from builder.cli.output import message, warn
 
 if TYPE_CHECKING:
-    from builder.run import RunOptions
+    from builder.targets.local import RunOptions
 
 
 def run(
@@ -43,7 +43,7 @@ def run(
 ) -> None:
     """Build exactly as `builder build` does, then run the container; exit with its code."""
     if target != "local" or emit or include_secret:
-        from builder.run import RunOptions
+        from builder.targets.local import RunOptions
 
         options = RunOptions(
             command=tuple((ctx.obj or {}).get("command") or []),
@@ -53,8 +53,8 @@ def run(
         )
         raise typer.Exit(_run_on_target(path, target, emit, include_secret, no_reuse, options))
     from builder.images.engine import Engine
-    from builder.run import RunOptions, build_for_run, run_container, token_file
-    from builder.store import Store
+    from builder.state.store import Store
+    from builder.targets.local import RunOptions, build_for_run, run_container, token_file
 
     store = Store.default()
     command = (ctx.obj or {}).get("command") or []
@@ -86,8 +86,8 @@ def _run_on_target(
     import sys
 
     from builder.images.engine import Engine
-    from builder.settings import load_settings
-    from builder.store import Store
+    from builder.state.settings import load_settings
+    from builder.state.store import Store
     from builder.targets import check_options, prepare, require_registry
 
     check_options(target, emit=emit, include_secret=include_secret)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from builder import secrets
 from builder.cli.options import parse_key_values
 from builder.cli.output import emit, emit_json, message
 from builder.errors import NotRegisteredError, UsageError
-from builder.store import Store
+from builder.state import secrets
+from builder.state.store import Store
 
 app = typer.Typer(
     help="Store tokens for code repositories ({{name.key}} references).",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from builder.status import show_status
+from builder.cli.status_report import show_status
 
 
 def status(

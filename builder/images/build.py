@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from builder.decide.planning import ProjectPlan, plan_json, plan_project
 from builder.errors import UsageError
 from builder.images import names
 from builder.images.checksum import code_key
@@ -25,11 +26,10 @@ from builder.images.inputs import BaseRecipe, gather_base
 from builder.images.parent import resolve_parent
 from builder.images.progress import Progress, default_progress
 from builder.images.wheelhouse import builder_identity, ensure_wheelhouse
-from builder.locks import file_lock
-from builder.planning import ProjectPlan, plan_json, plan_project
 from builder.repositories.base import BaseCodeRepository
 from builder.repositories.types import public_spec
-from builder.store import Store
+from builder.state.locks import file_lock
+from builder.state.store import Store
 
 Source = Literal["local", "pulled", "built"]
 LABEL_PREFIX = "org.builder."
@@ -92,7 +92,7 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
                                                               labels, progress))
         result = BuildResult(project, recipe.checksum, base, base)
         if project.plan.mode == "bake":
-            from builder.files import file_set
+            from builder.code.files import file_set
 
             files = file_set(settings.project_dir)
             key = code_key(recipe.checksum, files.digest, settings.code_dir,

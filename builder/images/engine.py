@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from builder.errors import BuildError, EngineError
 from builder.images.progress import Progress
-from builder.secrets import redact
+from builder.state.secrets import redact
 
 if TYPE_CHECKING:
     import docker

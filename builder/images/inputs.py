@@ -27,7 +27,7 @@ from builder.images.dockerfile import (
 )
 from builder.images.parent import Parent
 from builder.repositories.base import BaseCodeRepository
-from builder.settings import Settings
+from builder.state.settings import Settings
 
 _REFERENCE = re.compile(
     r"^(?P<lead>\s*)(?P<opt>--requirement|--constraint|-r|-c)(?P<sep>\s*=\s*|\s+|)(?P<path>\S+)"

@@ -6,7 +6,7 @@ import os
 import re
 
 from builder.errors import UsageError
-from builder.settings import Settings
+from builder.state.settings import Settings
 
 TAG_DIGITS = 16
 REGISTRY_ENV = "BUILDER_REGISTRY"

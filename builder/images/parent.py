@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from builder.atomic import atomic_write_text
 from builder.errors import BuildError, UsageError
 from builder.images.engine import Engine
 from builder.images.wheelhouse import Target
+from builder.state.atomic import atomic_write_text
 
 _PROBE = (
     "import json, platform, sys; "

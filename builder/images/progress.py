@@ -11,7 +11,7 @@ import sys
 import time
 from typing import IO, Any, Protocol
 
-from builder.secrets import redact
+from builder.state.secrets import redact
 
 
 class Progress(Protocol):

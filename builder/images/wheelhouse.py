@@ -30,10 +30,10 @@ from functools import cache
 from pathlib import Path
 
 import builder
-from builder.atomic import staged_directory
 from builder.errors import BuilderError
-from builder.locks import file_lock
-from builder.secrets import redact
+from builder.state.atomic import staged_directory
+from builder.state.locks import file_lock
+from builder.state.secrets import redact
 
 DIST_NAME = "builder"
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -197,7 +197,7 @@ def ensure_wheelhouse(home: Path, target: Target, extras: Sequence[str],
         if (directory / ".complete").is_file():
             return directory
         if directory.exists():
-            from builder.atomic import remove_tree
+            from builder.state.atomic import remove_tree
 
             remove_tree(directory)
         with staged_directory(directory) as staging:
@@ -213,7 +213,7 @@ def prune(root: Path, *, keep: Path, newest: int = KEEP_WHEELHOUSES,
     """Remove old wheelhouses (a development install makes one per change of builder)."""
     import time
 
-    from builder.atomic import remove_tree
+    from builder.state.atomic import remove_tree
 
     done = []
     for directory in root.iterdir():

@@ -27,10 +27,11 @@ class BaseCodeRepository(ABC):
 
     @property
     def token(self) -> str | None:
-        from builder.secrets import resolve
+        from builder.state.secrets import resolve
+        from builder.state.store import stored_secret
 
         value = self.config.get("token")
-        return resolve(value) if value else None
+        return resolve(value, stored_secret) if value else None
 
     @abstractmethod
     def login(self) -> None:

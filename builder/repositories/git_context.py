@@ -17,9 +17,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
+from builder.code.git_questions import CHANGES, REMOTES, find_checkout, heads, remote_urls
+from builder.code.gitcmd import GitProcess, git_ok, run_git, split_z, start_git
 from builder.errors import GitError
-from builder.git_questions import CHANGES, REMOTES, TOP_AND_HEAD, heads, remote_urls, top_and_head
-from builder.gitcmd import GitProcess, git_answer, git_ok, run_git, split_z, start_git
 from builder.repositories.base import BaseCodeRepository, LocalRepositoryContext
 from builder.repositories.urls import strip_credentials
 
@@ -102,10 +102,7 @@ class Checkout:
 
     @classmethod
     def _find(cls, project_dir: Path) -> Checkout | None:
-        try:
-            found = top_and_head(*git_answer(TOP_AND_HEAD, project_dir))
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+        found = find_checkout(project_dir)
         return None if found is None else cls(found[0], project_dir, found[1])
 
     @classmethod
@@ -171,7 +168,7 @@ class Checkout:
     @cached_property
     def dirty_files(self) -> list[str]:
         """Files that would ship and differ from the commit (DESIGN principle 3)."""
-        from builder.dockerignore import DockerIgnore
+        from builder.code.dockerignore import DockerIgnore
 
         return DockerIgnore.load(self.project_dir).filter(self.shipped_changes)
 
@@ -450,36 +447,11 @@ class GitLocalContext(LocalRepositoryContext):
     def branch_query(self) -> BranchQuery | None:
         """The hosting API's "does a branch contain this commit?" for a shallow checkout.
 
-        A repository class may bring its own as a `branch_contains(commit, tips)` method.
+        A repository class brings it as a `branch_contains(commit, tips)` method (GitHub and
+        GitLab do; a custom class may).
         """
-        repo = self.code_repository
-        own = getattr(repo, "branch_contains", None)
-        if callable(own):
-            return own  # type: ignore[no-any-return]
-        from builder.repositories.github import GitHubCodeRepository
-        from builder.repositories.gitlab import GitLabCodeRepository
-
-        if isinstance(repo, GitHubCodeRepository):
-            github = repo
-
-            def ask_github(commit: str, tips: Sequence[tuple[str, str]]) -> tuple[bool | None, str]:
-                from builder.repositories.github_api import branch_contains
-
-                return branch_contains(
-                    github, commit, tips, timeout=remote_timeout(), limit=MAX_API_CHECKS
-                )
-
-            return ask_github
-        if isinstance(repo, GitLabCodeRepository):
-            gitlab = repo
-
-            def ask_gitlab(commit: str, tips: Sequence[tuple[str, str]]) -> tuple[bool | None, str]:
-                from builder.repositories.gitlab_api import branch_contains
-
-                return branch_contains(gitlab, commit, tips, timeout=remote_timeout())
-
-            return ask_gitlab
-        return None
+        own = getattr(self.code_repository, "branch_contains", None)
+        return own if callable(own) else None
 
     @property
     def has_local_changes(self) -> bool:

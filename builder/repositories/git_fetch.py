@@ -32,11 +32,10 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import urlsplit
 
-from builder.atomic import remove_tree
-from builder.download import (
+from builder.code.download import (
     Listing,
     fetch_atomically,
     normalize_subdirectory,
@@ -45,13 +44,21 @@ from builder.download import (
     verify_tree,
     wants_verify,
 )
+from builder.code.gitcmd import start_git
+from builder.code.retry import Retryable, RetryPolicy
 from builder.errors import AuthenticationError, DownloadError, NotFoundError, UsageError
-from builder.gitcmd import start_git
-from builder.retry import Retryable, RetryPolicy
-from builder.secrets import redact, remember
+from builder.state.atomic import remove_tree
+from builder.state.secrets import redact, remember
 
-if TYPE_CHECKING:
-    from builder.repositories.git import GitCodeRepository
+
+class GitRemote(Protocol):
+    """What a fetch needs of a git repository (`GitCodeRepository` has it)."""
+
+    url: str
+    username: str | None
+
+    @property
+    def token(self) -> str | None: ...
 
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_USERNAME = "x-access-token"
@@ -103,14 +110,14 @@ def _timeout() -> float:
 # ---------------------------------------------------------------------------- public API
 
 
-def login(repo: GitCodeRepository, policy: RetryPolicy | None = None) -> None:
+def login(repo: GitRemote, policy: RetryPolicy | None = None) -> None:
     """Check that the repository answers with the configured credentials (`git ls-remote`)."""
     git = _Git(repo, Path(tempfile.gettempdir()))
     (policy or RetryPolicy.from_environment()).run(
         lambda: git.run(["ls-remote", "--", repo.url, "HEAD"], what=_what(repo)))
 
 
-def download_files(repo: GitCodeRepository, commit: str, directory: str | os.PathLike[str],
+def download_files(repo: GitRemote, commit: str, directory: str | os.PathLike[str],
                    repo_sub_directory: str | None, policy: RetryPolicy | None = None) -> None:
     """Fetch `commit` (only `repo_sub_directory`) into `directory`, atomically."""
     sha = validate_commit(commit)
@@ -124,7 +131,7 @@ def download_files(repo: GitCodeRepository, commit: str, directory: str | os.Pat
                                                          policy))
 
 
-def credential_environment(repo: GitCodeRepository,
+def credential_environment(repo: GitRemote,
                            environ: dict[str, str] | None = None) -> dict[str, str]:
     """Environment entries that hand the token to git for this repository's server only."""
     env = dict(os.environ if environ is None else environ)
@@ -160,7 +167,7 @@ def credential_environment(repo: GitCodeRepository,
 # ---------------------------------------------------------------------------- download
 
 
-def _download(repo: GitCodeRepository, sha: str, target: Path, subdir: str, verify: bool,
+def _download(repo: GitRemote, sha: str, target: Path, subdir: str, verify: bool,
               policy: RetryPolicy) -> None:
     what = _what(repo, sha)
     work = Path(tempfile.mkdtemp(prefix=".builder-git-", dir=target.parent))
@@ -273,7 +280,7 @@ def _server_of(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
-def _what(repo: GitCodeRepository, sha: str | None = None) -> str:
+def _what(repo: GitRemote, sha: str | None = None) -> str:
     where = f"git repository {redact(repo.url)}"
     return f"{where} at {sha[:12]}" if sha else where
 
@@ -288,7 +295,7 @@ class _Unadvertised(DownloadError):
 class _Git:
     """Runs git for one repository: fixed options, credentials in the environment only."""
 
-    def __init__(self, repo: GitCodeRepository, cwd: Path) -> None:
+    def __init__(self, repo: GitRemote, cwd: Path) -> None:
         self.repo = repo
         self.url = redact(repo.url)
         self.cwd = cwd

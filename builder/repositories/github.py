@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from builder.repositories.git_context import MAX_API_CHECKS, remote_timeout
 from builder.repositories.hosted import GitRemoteRepository
 from builder.repositories.urls import parse_web_url, path_on_server
 
@@ -44,6 +45,14 @@ class GitHubCodeRepository(GitRemoteRepository):
     def host_aliases(self) -> frozenset[str]:
         return _HOST_ALIASES.get(parse_web_url(self.url)[0], frozenset())
 
+    def branch_contains(
+        self, commit: str, tips: Sequence[tuple[str, str]]
+    ) -> tuple[bool | None, str]:
+        """Whether a branch (given as (name, tip) pairs) contains `commit`, asked of the API."""
+        from builder.repositories.github_api import branch_contains
+
+        return branch_contains(self, commit, tips, timeout=remote_timeout(), limit=MAX_API_CHECKS)
+
     def login(self) -> None:
         from builder.repositories.github_api import login
 
@@ -56,7 +65,7 @@ class GitHubCodeRepository(GitRemoteRepository):
 
     def update_files(self, base_commit: str, base_directory: str, commit: str, directory: str,
                      repo_sub_directory: str | None) -> int | None:
-        """Bring a cached tree of `base_commit` to `commit`; see `builder.updates`."""
+        """Bring a cached tree of `base_commit` to `commit`; see `builder.code.updates`."""
         from builder.repositories.github_api import update_files
 
         return update_files(self, base_commit, base_directory, commit, directory,

@@ -21,10 +21,10 @@ import copy
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from builder import __version__
-from builder.download import (
+from builder.code.download import (
     Listing,
     empty_directories,
     fetch_atomically,
@@ -38,16 +38,30 @@ from builder.download import (
     verify_tree,
     wants_verify,
 )
+from builder.code.retry import Retryable, RetryPolicy, check_status
 from builder.errors import AuthenticationError, DownloadError, NotFoundError
 from builder.repositories.urls import path_on_server
-from builder.retry import Retryable, RetryPolicy, check_status
-from builder.secrets import redact
+from builder.state.secrets import redact
 
 if TYPE_CHECKING:
     import requests
     from github import Github
 
-    from builder.repositories.github import GitHubCodeRepository
+
+class GitHubProject(Protocol):
+    """What the API calls need of a GitHub repository (`GitHubCodeRepository` has it)."""
+
+    owner: str
+    repository: str
+    url: str
+    api_url: str
+
+    @property
+    def token(self) -> str | None: ...
+    @property
+    def full_name(self) -> str: ...
+    @property
+    def host_aliases(self) -> frozenset[str]: ...
 
 T = TypeVar("T")
 API_VERSION = "2022-11-28"
@@ -57,13 +71,13 @@ CONNECT_TIMEOUT = 10.0
 # ---------------------------------------------------------------------------- public API
 
 
-def login(repo: GitHubCodeRepository, policy: RetryPolicy | None = None) -> None:
+def login(repo: GitHubProject, policy: RetryPolicy | None = None) -> None:
     """Check the token (or anonymous access) against the configured API URL: one request."""
     client = _client(repo, lazy=False)
     _call(repo, lambda: client.get_repo(repo.full_name), policy, what=_what(repo))
 
 
-def download_files(repo: GitHubCodeRepository, commit: str, directory: str | os.PathLike[str],
+def download_files(repo: GitHubProject, commit: str, directory: str | os.PathLike[str],
                    repo_sub_directory: str | None, policy: RetryPolicy | None = None) -> None:
     """Download `commit` (only `repo_sub_directory`) into `directory`, atomically."""
     sha = validate_commit(commit)
@@ -74,13 +88,13 @@ def download_files(repo: GitHubCodeRepository, commit: str, directory: str | os.
                                                          policy, depth=0))
 
 
-def update_files(repo: GitHubCodeRepository, base_commit: str, base_directory: str,
+def update_files(repo: GitHubProject, base_commit: str, base_directory: str,
                  commit: str, directory: str | os.PathLike[str], repo_sub_directory: str | None,
                  policy: RetryPolicy | None = None) -> int | None:
     """`commit` into `directory` from the tree of `base_commit` at `base_directory`: the two
     commits' listings (two requests) and one request per changed file. Returns how many files
     it fetched, or None (nothing written) when a full download is the better way."""
-    from builder.updates import plan_update, write_update
+    from builder.code.updates import plan_update, write_update
 
     sha, base = validate_commit(commit), validate_commit(base_commit)
     subdir = normalize_subdirectory(repo_sub_directory)
@@ -103,7 +117,7 @@ def update_files(repo: GitHubCodeRepository, base_commit: str, base_directory: s
                         expected=(lambda: new) if verify else None)
 
 
-def tree_listing(repo: GitHubCodeRepository, commit: str, subdirectory: str | None,
+def tree_listing(repo: GitHubProject, commit: str, subdirectory: str | None,
                  policy: RetryPolicy | None = None) -> Listing:
     """The commit's files below `subdirectory`: path -> (mode, blob id); one request."""
     sha = validate_commit(commit)
@@ -112,7 +126,7 @@ def tree_listing(repo: GitHubCodeRepository, commit: str, subdirectory: str | No
                             subdir)
 
 
-def branch_contains(repo: GitHubCodeRepository, commit: str, tips: Sequence[tuple[str, str]],
+def branch_contains(repo: GitHubProject, commit: str, tips: Sequence[tuple[str, str]],
                     *, timeout: float, limit: int) -> tuple[bool | None, str]:
     """Does one of the branch tips contain `commit`? GitHub's compare `tip...commit` per tip.
 
@@ -149,7 +163,7 @@ def branch_contains(repo: GitHubCodeRepository, commit: str, tips: Sequence[tupl
 # ---------------------------------------------------------------------------- download
 
 
-def _download(repo: GitHubCodeRepository, sha: str, target: Path, subdir: str, verify: bool,
+def _download(repo: GitHubProject, sha: str, target: Path, subdir: str, verify: bool,
               policy: RetryPolicy, depth: int) -> None:
     what = _what(repo, sha)
     stream_archive(lambda: _open_tarball(repo, sha, policy), target, what=what, policy=policy,
@@ -169,7 +183,7 @@ def _download(repo: GitHubCodeRepository, sha: str, target: Path, subdir: str, v
         verify_tree(target, relative_listing(listing(), subdir), what=what)
 
 
-def _open_tarball(repo: GitHubCodeRepository, sha: str, policy: RetryPolicy) -> requests.Response:
+def _open_tarball(repo: GitHubProject, sha: str, policy: RetryPolicy) -> requests.Response:
     import requests
 
     url = f"{repo.api_url.rstrip('/')}/repos/{repo.owner}/{repo.repository}/tarball/{sha}"
@@ -215,7 +229,7 @@ def _message_of(response: requests.Response) -> str:
 # ---------------------------------------------------------------------------- submodules
 
 
-def _fetch_submodules(repo: GitHubCodeRepository, sha: str, target: Path, subdir: str,
+def _fetch_submodules(repo: GitHubProject, sha: str, target: Path, subdir: str,
                       candidates: list[str], listing: Callable[[], list[tuple[str, str, str]]],
                       policy: RetryPolicy, depth: int) -> None:
     fill_archive_submodules(
@@ -230,7 +244,7 @@ def _fetch_submodules(repo: GitHubCodeRepository, sha: str, target: Path, subdir
     )
 
 
-def _same_server(repo: GitHubCodeRepository, url: str) -> GitHubCodeRepository | None:
+def _same_server(repo: GitHubProject, url: str) -> GitHubProject | None:
     path = path_on_server(url, repo.url, repo.host_aliases)
     parts = (path or "").split("/")
     if len(parts) != 2 or not all(parts):
@@ -240,7 +254,7 @@ def _same_server(repo: GitHubCodeRepository, url: str) -> GitHubCodeRepository |
     return other
 
 
-def _gitmodules(repo: GitHubCodeRepository, sha: str, policy: RetryPolicy) -> str:
+def _gitmodules(repo: GitHubProject, sha: str, policy: RetryPolicy) -> str:
     client = _client(repo, lazy=True)
 
     def fetch() -> Any:
@@ -258,7 +272,7 @@ def _gitmodules(repo: GitHubCodeRepository, sha: str, policy: RetryPolicy) -> st
 # ---------------------------------------------------------------------------- tree listing
 
 
-def _tree_entries(repo: GitHubCodeRepository, sha: str, policy: RetryPolicy,
+def _tree_entries(repo: GitHubProject, sha: str, policy: RetryPolicy,
                   project: Any = None) -> list[tuple[str, str, str]]:
     if project is None:
         project = _client(repo, lazy=True).get_repo(repo.full_name)
@@ -273,7 +287,7 @@ def _tree_entries(repo: GitHubCodeRepository, sha: str, policy: RetryPolicy,
     return [(item.path, item.mode, item.sha) for item in tree.tree]
 
 
-def _blob(repo: GitHubCodeRepository, project: Any, sha: str, policy: RetryPolicy, *,
+def _blob(repo: GitHubProject, project: Any, sha: str, policy: RetryPolicy, *,
           what: str) -> bytes:
     import base64
 
@@ -286,7 +300,7 @@ def _blob(repo: GitHubCodeRepository, project: Any, sha: str, policy: RetryPolic
 # ---------------------------------------------------------------------------- plumbing
 
 
-def _client(repo: GitHubCodeRepository, *, lazy: bool, timeout: float | None = None) -> Github:
+def _client(repo: GitHubProject, *, lazy: bool, timeout: float | None = None) -> Github:
     from github import Auth, Github
 
     token = repo.token
@@ -302,7 +316,7 @@ def _client(repo: GitHubCodeRepository, *, lazy: bool, timeout: float | None = N
     )
 
 
-def _call(repo: GitHubCodeRepository, fn: Callable[[], T], policy: RetryPolicy | None, *,
+def _call(repo: GitHubProject, fn: Callable[[], T], policy: RetryPolicy | None, *,
           what: str, sha: str | None = None) -> T:
     """Run one PyGithub call under the retry policy, mapping its errors to builder's."""
     import requests
@@ -323,12 +337,12 @@ def _call(repo: GitHubCodeRepository, fn: Callable[[], T], policy: RetryPolicy |
     return (policy or RetryPolicy.from_environment()).run(attempt)
 
 
-def _what(repo: GitHubCodeRepository, sha: str | None = None) -> str:
+def _what(repo: GitHubProject, sha: str | None = None) -> str:
     where = f"GitHub repository {repo.full_name}"
     return f"{where} at {sha[:12]}" if sha else where
 
 
-def _final_error(repo: GitHubCodeRepository, status: int, message: str,
+def _final_error(repo: GitHubProject, status: int, message: str,
                  sha: str | None) -> DownloadError:
     api = repo.api_url
     name = repo.full_name

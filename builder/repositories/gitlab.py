@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from builder.repositories.git_context import remote_timeout
 from builder.repositories.hosted import GitRemoteRepository
 from builder.repositories.urls import path_on_server
 
@@ -29,6 +30,14 @@ class GitLabCodeRepository(GitRemoteRepository):
         path = path_on_server(url, self.url)
         return path is not None and path.lower() == self.path_with_namespace.lower()
 
+    def branch_contains(
+        self, commit: str, tips: Sequence[tuple[str, str]]
+    ) -> tuple[bool | None, str]:
+        """Whether a branch (given as (name, tip) pairs) contains `commit`, asked of the API."""
+        from builder.repositories.gitlab_api import branch_contains
+
+        return branch_contains(self, commit, tips, timeout=remote_timeout())
+
     def login(self) -> None:
         from builder.repositories.gitlab_api import login
 
@@ -41,7 +50,7 @@ class GitLabCodeRepository(GitRemoteRepository):
 
     def update_files(self, base_commit: str, base_directory: str, commit: str, directory: str,
                      repo_sub_directory: str | None) -> int | None:
-        """Bring a cached tree of `base_commit` to `commit`; see `builder.updates`."""
+        """Bring a cached tree of `base_commit` to `commit`; see `builder.code.updates`."""
         from builder.repositories.gitlab_api import update_files
 
         return update_files(self, base_commit, base_directory, commit, directory,

@@ -21,10 +21,10 @@ import copy
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from builder import __version__
-from builder.download import (
+from builder.code.download import (
     Listing,
     empty_directories,
     fetch_atomically,
@@ -38,16 +38,27 @@ from builder.download import (
     verify_tree,
     wants_verify,
 )
+from builder.code.retry import Retryable, RetryPolicy, check_status
 from builder.errors import AuthenticationError, DownloadError, NotFoundError
 from builder.repositories.urls import path_on_server
-from builder.retry import Retryable, RetryPolicy, check_status
-from builder.secrets import redact
+from builder.state.secrets import redact
 
 if TYPE_CHECKING:
     import gitlab
     import requests
 
-    from builder.repositories.gitlab import GitLabCodeRepository
+
+class GitLabProject(Protocol):
+    """What the API calls need of a GitLab project (`GitLabCodeRepository` has it)."""
+
+    group: str
+    project: str
+    url: str
+
+    @property
+    def token(self) -> str | None: ...
+    @property
+    def path_with_namespace(self) -> str: ...
 
 T = TypeVar("T")
 CHUNK = 1 << 16
@@ -59,14 +70,14 @@ _NO_RETRIES: dict[str, Any] = {"obey_rate_limit": False, "max_retries": 0,
 # ---------------------------------------------------------------------------- public API
 
 
-def login(repo: GitLabCodeRepository, policy: RetryPolicy | None = None) -> None:
+def login(repo: GitLabProject, policy: RetryPolicy | None = None) -> None:
     """Check the token (or anonymous access) by reading the project: one request."""
     client = _Client(repo)
     client.call(lambda: client.gl.projects.get(repo.path_with_namespace, **_NO_RETRIES),
                 policy, what=_what(repo))
 
 
-def download_files(repo: GitLabCodeRepository, commit: str, directory: str | os.PathLike[str],
+def download_files(repo: GitLabProject, commit: str, directory: str | os.PathLike[str],
                    repo_sub_directory: str | None, policy: RetryPolicy | None = None) -> None:
     """Download `commit` (only `repo_sub_directory`) into `directory`, atomically."""
     sha = validate_commit(commit)
@@ -77,7 +88,7 @@ def download_files(repo: GitLabCodeRepository, commit: str, directory: str | os.
                                                          policy, depth=0))
 
 
-def update_files(repo: GitLabCodeRepository, base_commit: str, base_directory: str,
+def update_files(repo: GitLabProject, base_commit: str, base_directory: str,
                  commit: str, directory: str | os.PathLike[str], repo_sub_directory: str | None,
                  policy: RetryPolicy | None = None) -> int | None:
     """`commit` into `directory` from the tree of `base_commit` at `base_directory`: one
@@ -86,7 +97,7 @@ def update_files(repo: GitLabCodeRepository, base_commit: str, base_directory: s
     fetched, or None (nothing written) when a full download is the better way."""
     import base64
 
-    from builder.updates import cached_paths, plan_from_changes, write_update
+    from builder.code.updates import cached_paths, plan_from_changes, write_update
 
     sha, base = validate_commit(commit), validate_commit(base_commit)
     subdir = normalize_subdirectory(repo_sub_directory)
@@ -125,7 +136,7 @@ def update_files(repo: GitLabCodeRepository, base_commit: str, base_directory: s
                         expected=expected if verify else None)
 
 
-def tree_listing(repo: GitLabCodeRepository, commit: str, subdirectory: str | None,
+def tree_listing(repo: GitLabProject, commit: str, subdirectory: str | None,
                  policy: RetryPolicy | None = None) -> Listing:
     """The commit's files below `subdirectory`: path -> (mode, blob id)."""
     sha = validate_commit(commit)
@@ -134,7 +145,7 @@ def tree_listing(repo: GitLabCodeRepository, commit: str, subdirectory: str | No
     return relative_listing(entries, subdir)
 
 
-def branch_contains(repo: GitLabCodeRepository, commit: str, tips: Sequence[tuple[str, str]],
+def branch_contains(repo: GitLabProject, commit: str, tips: Sequence[tuple[str, str]],
                     *, timeout: float) -> tuple[bool | None, str]:
     """Does a branch contain `commit`? One request: `repository/commits/{sha}/refs?type=branch`.
 
@@ -182,7 +193,7 @@ class _Chunks:
             self._response.close()
 
 
-def _download(repo: GitLabCodeRepository, sha: str, target: Path, subdir: str, verify: bool,
+def _download(repo: GitLabProject, sha: str, target: Path, subdir: str, verify: bool,
               policy: RetryPolicy, depth: int) -> None:
     what = _what(repo, sha)
     client = _Client(repo)
@@ -215,7 +226,7 @@ def _download(repo: GitLabCodeRepository, sha: str, target: Path, subdir: str, v
         verify_tree(target, relative_listing(listing(), subdir), what=what)
 
 
-def _tree_entries(repo: GitLabCodeRepository, sha: str, subdir: str,
+def _tree_entries(repo: GitLabProject, sha: str, subdir: str,
                   policy: RetryPolicy) -> list[tuple[str, str, str]]:
     client = _Client(repo)
 
@@ -231,7 +242,7 @@ def _tree_entries(repo: GitLabCodeRepository, sha: str, subdir: str,
 # ---------------------------------------------------------------------------- submodules
 
 
-def _fetch_submodules(repo: GitLabCodeRepository, sha: str, target: Path, subdir: str,
+def _fetch_submodules(repo: GitLabProject, sha: str, target: Path, subdir: str,
                       candidates: list[str], listing: Callable[[], list[tuple[str, str, str]]],
                       policy: RetryPolicy, depth: int) -> None:
     fill_archive_submodules(
@@ -246,7 +257,7 @@ def _fetch_submodules(repo: GitLabCodeRepository, sha: str, target: Path, subdir
     )
 
 
-def _same_server(repo: GitLabCodeRepository, url: str) -> GitLabCodeRepository | None:
+def _same_server(repo: GitLabProject, url: str) -> GitLabProject | None:
     parts = (path_on_server(url, repo.url) or "").split("/")
     if len(parts) < 2 or not all(parts):
         return None
@@ -255,7 +266,7 @@ def _same_server(repo: GitLabCodeRepository, url: str) -> GitLabCodeRepository |
     return other
 
 
-def _gitmodules(repo: GitLabCodeRepository, sha: str, policy: RetryPolicy) -> str:
+def _gitmodules(repo: GitLabProject, sha: str, policy: RetryPolicy) -> str:
     client = _Client(repo)
 
     def fetch() -> bytes:
@@ -275,7 +286,7 @@ def _gitmodules(repo: GitLabCodeRepository, sha: str, policy: RetryPolicy) -> st
 class _Client:
     """A python-gitlab client whose failed answers' headers are kept for the retry policy."""
 
-    def __init__(self, repo: GitLabCodeRepository) -> None:
+    def __init__(self, repo: GitLabProject) -> None:
         import gitlab
 
         self.repo = repo
@@ -323,12 +334,12 @@ class _Client:
             lambda: self.attempt(fn, what=what, sha=sha, subdir=subdir))
 
 
-def _what(repo: GitLabCodeRepository, sha: str | None = None) -> str:
+def _what(repo: GitLabProject, sha: str | None = None) -> str:
     where = f"GitLab project {repo.path_with_namespace}"
     return f"{where} at {sha[:12]}" if sha else where
 
 
-def _final_error(repo: GitLabCodeRepository, status: int, message: str, sha: str | None,
+def _final_error(repo: GitLabProject, status: int, message: str, sha: str | None,
                  subdir: str) -> DownloadError:
     url = repo.url
     name = repo.path_with_namespace

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from builder.errors import RepositoryConfigError
 from builder.repositories.base import BaseCodeRepository
-from builder.store import RepositoryRecord
+from builder.state.store import RepositoryRecord
 
 TYPES = ("github", "gitlab", "git", "custom")
 _SOURCE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")

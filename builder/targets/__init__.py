@@ -23,8 +23,8 @@ from builder.errors import UsageError
 
 if TYPE_CHECKING:
     from builder.images.engine import Engine
-    from builder.run import ContainerSpec, RunOptions
-    from builder.store import Store
+    from builder.state.store import Store
+    from builder.targets.local import ContainerSpec, RunOptions
 
 TARGETS = ("local", "swarm", "kubernetes")
 TOKEN_SECRET_PREFIX = "builder-token-"
@@ -129,8 +129,8 @@ def prepare(
 ) -> Workload:
     """Build as `builder build --push` does (the registry is where nodes find the image)."""
     from builder.images import names
-    from builder.run import build_for_run
-    from builder.settings import load_settings
+    from builder.state.settings import load_settings
+    from builder.targets.local import build_for_run
 
     settings = load_settings(path)
     if registry_required:

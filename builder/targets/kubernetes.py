@@ -22,8 +22,8 @@ from typing import Any, TextIO
 import yaml
 
 from builder.errors import BuilderError, UsageError
-from builder.run import CACHE_MOUNT, TOKEN_MOUNT, RunOptions
 from builder.targets import Workload, dns_label, token_secret_name
+from builder.targets.local import CACHE_MOUNT, TOKEN_MOUNT, RunOptions
 
 LABEL_PREFIX = "org.builder/"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "builder"}

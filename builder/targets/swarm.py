@@ -26,9 +26,9 @@ from types import FrameType
 from typing import Any, BinaryIO
 
 from builder.errors import BuilderError, EngineError
-from builder.run import TOKEN_MOUNT
-from builder.secrets import redact
+from builder.state.secrets import redact
 from builder.targets import Workload, dns_label, token_secret_name
+from builder.targets.local import TOKEN_MOUNT
 
 LABEL_PREFIX = "org.builder."
 TOKEN_LABEL = LABEL_PREFIX + "token"

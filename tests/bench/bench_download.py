@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from builder.download import download
+from builder.code.download import download
 from builder.repositories.github import GitHubCodeRepository
 from tests.bench.context import OWNER, BenchContext, BenchError
 from tests.bench.harness import DASH, Goal, Result, Side, interleave, progress

@@ -21,7 +21,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from builder.settings import DEFAULT_CODE_DIR
+from builder.state.settings import DEFAULT_CODE_DIR
 from tests.bench.context import BenchContext, BenchError, Project
 from tests.bench.harness import DASH, Goal, Result, Side, interleave, progress
 
@@ -37,7 +37,7 @@ def _contract(ctx: BenchContext, project: Project) -> tuple[str, list[str]]:
     if info["mode"] != "reuse":
         raise BenchError(f"the {project.name} project does not reuse: {info['reasons']}")
     from builder.repositories.types import public_spec
-    from builder.store import Store
+    from builder.state.store import Store
 
     record = Store(ctx.home).get_repository(project.repository)
     assert record is not None

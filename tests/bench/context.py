@@ -326,9 +326,9 @@ class BenchContext:
 
     def cleanup(self) -> None:
         """Remove what this run made: images (not the base), cache entries, volumes."""
-        from builder.entrypoint import Contract
+        from builder.container.entrypoint import Contract
         from builder.repositories.types import public_spec
-        from builder.store import Store
+        from builder.state.store import Store
 
         store = Store(self.home)
         keys: list[str] = []

@@ -21,8 +21,8 @@ import pytest
 import yaml
 from kubernetes_validate.utils import all_versions, major_minor, validate
 
-from builder.run import CACHE_MOUNT, TOKEN_MOUNT
 from builder.targets import token_secret_name
+from builder.targets.local import CACHE_MOUNT, TOKEN_MOUNT
 from tests.gitworld import GIT_IDENTITY, clone_served, git
 from tests.infra.docker_fixtures import HOST_NETWORK, REGISTRY
 from tests.infra.git_server import GitServer

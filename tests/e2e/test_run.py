@@ -156,7 +156,7 @@ def test_a_warm_start_copies_the_cache_before_anything_else(story, docker_client
     """The warm start copies and execs at once: it reads no token, as it downloads nothing
     (the full entrypoint would fail on the missing token file)."""
     from builder.repositories.types import public_spec
-    from builder.store import Store
+    from builder.state.store import Store
 
     info = story.build()
     record = Store(story.home).get_repository("app")

@@ -1,0 +1,39 @@
+"""What `builder status` prints: the plan of a project, as DESIGN's JSON or a short table."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from builder.cli.output import emit, emit_json, table, warn
+from builder.decide.decision import MAX_LISTED_FILES
+from builder.decide.facts import FactsGathering
+from builder.decide.planning import plan_json, plan_project
+
+
+def show_status(
+    path: Path, *, json_output: bool, gathering: FactsGathering | None = None
+) -> None:
+    started = time.perf_counter()
+    project = plan_project(path, warn=warn, gathering=gathering)
+    plan = project.plan
+    if json_output:
+        emit_json(plan_json(plan, seconds=time.perf_counter() - started))
+        return
+    repository = plan.code_repository or "(none)"
+    chosen = project.facts.chosen
+    if chosen is not None:
+        repository += f"  ({chosen.remote}: {chosen.url})" if chosen.remote else ""
+    rows = [
+        ("mode", plan.mode),
+        ("repository", repository),
+        ("commit", plan.commit or "(none)"),
+        ("subdirectory", plan.subdirectory or "(root)"),
+    ]
+    for index, reason in enumerate(plan.reasons):
+        rows.append(("reasons" if index == 0 else "", f"- {reason}"))
+    if plan.dirty_files:
+        shown = ", ".join(plan.dirty_files[:MAX_LISTED_FILES])
+        more = len(plan.dirty_files) - MAX_LISTED_FILES
+        rows.append(("dirty files", shown + (f" (+{more} more)" if more > 0 else "")))
+    emit(table(rows))

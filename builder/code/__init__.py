@@ -1,0 +1,3 @@
+"""Code trees: the local checkout and its git questions, the shipped file set, the download
+frame, safe archive extraction, incremental updates, .dockerignore matching, git object ids
+and retries."""

@@ -1,0 +1,622 @@
+"""Safe archive extraction: the one implementation behind every code download.
+
+`extract_tar` reads a tar stream (plain, gzip, bzip2 or xz; an HTTP response body will do, as
+nothing seeks) and writes each member itself, so it does not depend on `tarfile`'s extraction
+filters, which Python 3.11.2 and older 3.10/3.11 builds lack. `extract_zip` does the same for
+a zip file. Both run every member through the same checks:
+
+- a name must be relative and free of `..`; `./a`, `a//b` and `a` name the same path, and a
+  second member at a path already used is refused (directories may repeat). Names are
+  compared exactly, so `README` and `readme` are two files, as on Linux;
+- nothing is written through a symlink or a file: a member below a path that is a symlink or
+  a file is refused. Symlinks are created last, after every target has been checked against
+  all the others: a target must stay inside the destination when resolved from the link's
+  own directory, following the archive's other links; absolute targets are outside;
+- a hard link must name an earlier regular file of the extracted tree; it becomes a copy;
+- devices, fifos and other member types are refused anywhere in the archive;
+- files get mode 0o755 when any execute bit is set and 0o644 otherwise, directories 0o755:
+  never setuid, setgid or sticky, never another owner. Files and links keep their mtime;
+- `Limits` caps the member count, each member's size and the total, counting bytes as they
+  are written, so a member that lies about its size is stopped too.
+
+A stream that ends early or is damaged raises `DownloadError` ("archive is truncated or
+corrupt: ..."): the tar must end with its end-of-archive block and a compressed stream must end
+with its own end marker and checksum, which `tarfile`'s stream mode does not check.
+
+The destination must be an empty directory that the caller made. On error, whatever was
+already written stays there: callers extract into `builder.state.atomic.staged_directory`, which
+removes it, so a partial tree never appears at the real destination.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import lzma
+import os
+import stat
+import tarfile
+import time
+import zipfile
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol, cast
+
+from builder.errors import DownloadError, NotFoundError, UnsafeArchiveError
+
+GiB = 1 << 30
+_CHUNK = 1 << 20
+_BLOCK = tarfile.BLOCKSIZE
+_WINDOW = 1 << 16
+_MAX_TRAILER = 1 << 20
+_MAX_SYMLINK_HOPS = 40
+_MAX_LINK_TARGET = 4096
+_MAX_HEADER_BYTES = 1 << 20
+_HEADER_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE,
+                 tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+_OPEN_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+_CORRUPT: tuple[type[Exception], ...] = (
+    tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, OSError,
+)
+# zipfile raises NotImplementedError for a compression method it does not know.
+_CORRUPT_OR_UNKNOWN: tuple[type[Exception], ...] = (*_CORRUPT, NotImplementedError)
+
+
+class Readable(Protocol):
+    """Anything with `read(size)`: a file, a pipe, an HTTP response body."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Upper bounds for one extraction."""
+
+    max_total_bytes: int = 4 * GiB
+    max_members: int = 500_000
+    max_member_bytes: int = 2 * GiB
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """What an extraction wrote: regular files (hard links included), their bytes, symlinks
+    and directories (explicit or implied by a member's path, the destination not counted)."""
+
+    files: int
+    bytes: int
+    symlinks: int
+    directories: int
+
+
+def extract_tar(stream: Readable, destination: Path, *, strip_components: int = 0,
+                subdirectory: str = "", limits: Limits = DEFAULT_LIMITS) -> ExtractResult:
+    """Extract a tar stream into the empty directory `destination`.
+
+    `strip_components` leading path components are dropped from every member, which must
+    have them (GitHub's `owner-repo-sha/` folder). Then, when `subdirectory` is set, only the
+    members below it are kept, with it dropped; `NotFoundError` when the archive has none.
+    """
+    layout = _Layout(strip_components, subdirectory)
+    tree = _Tree(Path(destination), limits)
+    try:
+        data = _TarStream(_decompressed(_Source(stream)))
+        with tarfile.open(fileobj=cast(BinaryIO, data), mode="r|",
+                          tarinfo=_BoundedTarInfo) as archive:
+            while (member := archive.next()) is not None:
+                tree.count_member(member.name)
+                _add_tar_member(tree, layout, archive, member)
+                archive.members.clear()  # type: ignore[attr-defined]  # tarfile keeps them all
+            data.require_end_marker(archive.offset)
+        data.drain()
+    except _CORRUPT as exc:
+        raise _corrupt(exc) from exc
+    return _finish(tree, layout)
+
+
+def extract_zip(archive: Path | BinaryIO, destination: Path, *, strip_components: int = 0,
+                subdirectory: str = "", limits: Limits = DEFAULT_LIMITS) -> ExtractResult:
+    """Extract a zip file (a path or a seekable binary file) like `extract_tar`."""
+    layout = _Layout(strip_components, subdirectory)
+    tree = _Tree(Path(destination), limits)
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            for info in bundle.infolist():
+                tree.count_member(info.filename)
+                _add_zip_member(tree, layout, bundle, info)
+    except _CORRUPT_OR_UNKNOWN as exc:
+        raise _corrupt(exc) from exc
+    return _finish(tree, layout)
+
+
+class TreeWriter:
+    """Write a tree member by member from a listing, not an archive, with the same checks.
+
+    For the incremental update of a cached tree: new files arrive as data, unchanged ones come
+    from the previous tree of the same repository. That tree is a cache entry, which is never
+    written to once made, so its files are hard-linked (copied across file systems).
+    """
+
+    def __init__(self, destination: Path, limits: Limits = DEFAULT_LIMITS) -> None:
+        self._tree = _Tree(Path(destination), limits)
+        self._layout = _Layout(0, "")
+
+    def _place(self, name: str) -> tuple[str, ...]:
+        self._tree.count_member(name)
+        parts = self._layout.place(name, is_dir=False)
+        if not parts:
+            raise UnsafeArchiveError(f"tree entry {name!r} has no name")
+        return parts
+
+    def file(self, name: str, mode: int, data: bytes) -> None:
+        chunks = iter((data, b""))
+        self._tree.add_file(self._place(name), name, mode=mode, size=len(data),
+                            mtime=time.time(), read=lambda: next(chunks))
+
+    def symlink(self, name: str, target: str) -> None:
+        self._tree.add_symlink(self._place(name), name, target, time.time())
+
+    def existing(self, name: str, source: Path) -> None:
+        """The regular file or symlink at `source` (a cache entry), linked or copied."""
+        parts = self._place(name)
+        info = os.lstat(source)
+        if stat.S_ISLNK(info.st_mode):
+            self._tree.add_symlink(parts, name, os.readlink(source), info.st_mtime)
+        elif stat.S_ISREG(info.st_mode):
+            self._tree.add_existing(parts, name, source, info)
+        else:
+            raise UnsafeArchiveError(f"{source} is neither a file nor a symlink")
+
+    def finish(self) -> ExtractResult:
+        return self._tree.finish()
+
+
+def _corrupt(exc: BaseException, name: str | None = None) -> DownloadError:
+    where = f" (at member {name!r})" if name is not None else ""
+    reason = str(exc) or type(exc).__name__
+    return DownloadError(f"archive is truncated or corrupt{where}: {reason}")
+
+
+def _finish(tree: _Tree, layout: _Layout) -> ExtractResult:
+    if layout.subdirectory and not layout.matched:
+        raise NotFoundError(f"the archive has nothing under {layout.subdirectory!r}")
+    return tree.finish()
+
+
+class _Source:
+    """The raw stream; bytes peeked at come first, and a failed read is a corrupt archive."""
+
+    def __init__(self, raw: Readable) -> None:
+        self._raw = raw
+        self._pending = b""
+        while len(self._pending) < 6:
+            chunk = self._read_raw(6 - len(self._pending))
+            if not chunk:
+                break
+            self._pending += chunk
+        self.head = self._pending
+
+    def _read_raw(self, size: int) -> bytes:
+        try:
+            return self._raw.read(size) or b""
+        except _CORRUPT:
+            raise
+        except Exception as exc:
+            raise _corrupt(exc) from exc
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._pending:
+            return self._read_raw(size)
+        if size < 0:
+            data, self._pending = self._pending + self._read_raw(-1), b""
+            return data
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return data
+
+
+def _decompressed(source: _Source) -> BinaryIO:
+    """A reader of the uncompressed bytes, by the stream's magic number."""
+    raw = cast(BinaryIO, source)
+    if source.head.startswith(b"\x1f\x8b"):
+        return cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
+    if source.head.startswith(b"BZh"):
+        return cast(BinaryIO, bz2.BZ2File(raw, mode="rb"))
+    if source.head.startswith(b"\xfd7zXZ\x00"):
+        return cast(BinaryIO, lzma.LZMAFile(raw, mode="rb"))
+    return raw
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Refuses a huge long-name or pax header, which `tarfile` would read into memory whole."""
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _HEADER_TYPES and self.size > _MAX_HEADER_BYTES:
+            raise UnsafeArchiveError(
+                f"archive has an extended header of {self.size} bytes "
+                f"(more than {_MAX_HEADER_BYTES}) at byte {self.offset}"
+            )
+        member: tarfile.TarInfo = super()._proc_member(archive)  # type: ignore[misc]
+        return member
+
+
+class _TarStream:
+    """Uncompressed tar bytes for `tarfile`, keeping the latest ones for the end-marker check.
+
+    `tarfile` ends its iteration without an error when the data stops at a header boundary or
+    a header is damaged, so the caller checks that an all-zero block sits where it stopped.
+    """
+
+    def __init__(self, data: BinaryIO) -> None:
+        self._data = data
+        self._position = 0
+        self._recent = bytearray()
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._data.read(size)
+        self._position += len(chunk)
+        self._recent += chunk
+        if len(self._recent) > 2 * _WINDOW:
+            del self._recent[:-_WINDOW]
+        return chunk
+
+    def require_end_marker(self, offset: int) -> None:
+        while self._position < offset + _BLOCK and self.read(_BLOCK):
+            pass
+        start = offset - (self._position - len(self._recent))
+        block = bytes(self._recent[start:start + _BLOCK]) if start >= 0 else b""
+        if len(block) < _BLOCK or block.count(0) != _BLOCK:
+            raise DownloadError(
+                f"archive is truncated or corrupt: no valid member or end-of-archive block "
+                f"at byte {offset}"
+            )
+
+    def drain(self) -> None:
+        """Read to the end, so that a compressed stream's end marker and checksum are checked."""
+        trailing = 0
+        while chunk := self._data.read(1 << 16):
+            trailing += len(chunk)
+            if trailing > _MAX_TRAILER:
+                raise DownloadError(
+                    "archive is truncated or corrupt: more than 1 MiB of data after its end"
+                )
+
+
+class _Layout:
+    """Maps member names to paths below the destination (strip_components, subdirectory)."""
+
+    def __init__(self, strip_components: int, subdirectory: str) -> None:
+        if strip_components < 0:
+            raise ValueError("strip_components must not be negative")
+        parts = tuple(part for part in subdirectory.split("/") if part not in ("", "."))
+        if subdirectory.startswith("/") or ".." in parts:
+            raise ValueError(f"subdirectory must be a relative path: {subdirectory!r}")
+        self._strip = strip_components
+        self._subdirectory = parts
+        self.subdirectory = "/".join(parts)
+        self.matched = False
+
+    def place(self, name: str, *, is_dir: bool) -> tuple[str, ...] | None:
+        """The member's path parts below the destination; None for a member to skip."""
+        if name.startswith("/"):
+            raise UnsafeArchiveError(f"archive member {name!r} has an absolute path")
+        if "\0" in name:
+            raise UnsafeArchiveError(f"archive member {name!r} has a NUL character in its name")
+        parts = [part for part in name.split("/") if part not in ("", ".")]
+        if ".." in parts:
+            raise UnsafeArchiveError(f"archive member {name!r} has a '..' component")
+        if len(parts) <= self._strip and not is_dir:
+            raise UnsafeArchiveError(
+                f"archive member {name!r} is not inside the archive's top "
+                f"{self._strip} director{'y' if self._strip == 1 else 'ies'}"
+            )
+        depth = self._strip + len(self._subdirectory)
+        if tuple(parts[self._strip:depth]) != self._subdirectory or len(parts) < depth:
+            return None
+        self.matched = True
+        if len(parts) == depth:
+            if not is_dir:
+                raise UnsafeArchiveError(
+                    f"archive member {name!r} is where the extracted directory should be"
+                )
+            return None
+        return tuple(parts[depth:])
+
+
+def _file_mode(mode: int) -> int:
+    return 0o755 if mode & 0o111 else 0o644
+
+
+class _Tree:
+    """The extracted tree: writes members after checking them against what it wrote before.
+
+    Every path it creates is recorded with its kind, so the checks never look at the file
+    system, and the file system holds exactly what is recorded (the destination starts empty).
+    """
+
+    def __init__(self, root: Path, limits: Limits) -> None:
+        if not root.is_dir():
+            raise ValueError(f"extraction destination is not a directory: {root}")
+        if any(root.iterdir()):
+            raise ValueError(f"extraction destination is not empty: {root}")
+        self._root = str(root)
+        self._limits = limits
+        self._kinds: dict[str, str] = {}
+        self._symlinks: dict[str, tuple[str, str, float]] = {}
+        self._members = 0
+        self._files = 0
+        self._bytes = 0
+        self._directories = 0
+
+    def count_member(self, name: str) -> None:
+        self._members += 1
+        if self._members > self._limits.max_members:
+            raise UnsafeArchiveError(
+                f"archive has more than {self._limits.max_members} members (at {name!r})"
+            )
+
+    def add_directory(self, parts: tuple[str, ...], name: str) -> None:
+        path = self._claim(parts, name, "directory")
+        if path not in self._kinds:
+            self._mkdir(path, name)
+
+    def add_file(self, parts: tuple[str, ...], name: str, *, mode: int, size: int,
+                 mtime: float, read: Callable[[], bytes]) -> None:
+        """Write a regular file; `read` returns its data a chunk at a time, b"" at the end."""
+        path = self._claim(parts, name, "file")
+        self._check_size(name, size)
+        full = self._full(path)
+        with self._writing(name), open(os.open(full, _OPEN_NEW, 0o600), "wb") as out:
+            self._copy(name, read, out)
+            os.fchmod(out.fileno(), _file_mode(mode))
+        self._set_mtime(full, mtime)
+        self._kinds[path] = "file"
+        self._files += 1
+
+    def add_existing(self, parts: tuple[str, ...], name: str, source: Path,
+                     info: os.stat_result) -> None:
+        """A regular file from outside the tree that nobody writes to: a hard link to it."""
+        path = self._claim(parts, name, "file")
+        self._check_size(name, info.st_size)
+        full = self._full(path)
+        try:
+            os.link(source, full, follow_symlinks=False)
+        except OSError:
+            with open(source, "rb") as data:
+                self.add_file(parts, name, mode=info.st_mode, size=info.st_size,
+                              mtime=info.st_mtime, read=lambda: data.read(_CHUNK))
+            return
+        self._bytes += info.st_size
+        self._kinds[path] = "file"
+        self._files += 1
+
+    def add_hardlink(self, parts: tuple[str, ...], name: str,
+                     target_parts: tuple[str, ...], target_name: str) -> None:
+        target = "/".join(target_parts)
+        if self._kinds.get(target) != "file":
+            raise UnsafeArchiveError(
+                f"hard link {name!r} points to {target_name!r}, "
+                f"which is not an earlier regular file of the extracted tree"
+            )
+        with self._writing(name), open(
+            os.open(self._full(target), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb"
+        ) as source:
+            status = os.fstat(source.fileno())
+            self.add_file(parts, name, mode=status.st_mode, size=status.st_size,
+                          mtime=status.st_mtime, read=lambda: source.read(_CHUNK))
+
+    def add_symlink(self, parts: tuple[str, ...], name: str, target: str, mtime: float) -> None:
+        path = self._claim(parts, name, "symlink")
+        if not target or "\0" in target or len(target) > _MAX_LINK_TARGET:
+            raise UnsafeArchiveError(f"symlink {name!r} has an invalid target {target!r}")
+        self._kinds[path] = "symlink"
+        self._symlinks[path] = (target, name, mtime)
+
+    def finish(self) -> ExtractResult:
+        """Check every symlink against the whole tree, then create them."""
+        for path, (target, name, _) in self._symlinks.items():
+            if self._escapes(path, target):
+                raise UnsafeArchiveError(
+                    f"symlink {name!r} -> {target!r} points outside the extracted tree"
+                )
+        for path, (target, name, mtime) in self._symlinks.items():
+            full = self._full(path)
+            with self._writing(name):
+                os.symlink(target, full)
+            self._set_mtime(full, mtime)
+        return ExtractResult(files=self._files, bytes=self._bytes,
+                             symlinks=len(self._symlinks), directories=self._directories)
+
+    def _claim(self, parts: tuple[str, ...], name: str, kind: str) -> str:
+        """Check that `parts` is a free path below directories only; create missing parents."""
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            existing = self._kinds.get(parent)
+            if existing is None:
+                self._mkdir(parent, name)
+            elif existing != "directory":
+                raise UnsafeArchiveError(
+                    f"archive member {name!r} would be written through the {existing} {parent!r}"
+                )
+        path = "/".join(parts)
+        existing = self._kinds.get(path)
+        if existing is not None and not existing == kind == "directory":
+            raise UnsafeArchiveError(
+                f"archive member {name!r} collides with an earlier {existing} at {path!r}"
+            )
+        return path
+
+    def _mkdir(self, path: str, name: str) -> None:
+        full = self._full(path)
+        with self._writing(name):
+            os.mkdir(full, 0o755)
+            os.chmod(full, 0o755)
+        self._kinds[path] = "directory"
+        self._directories += 1
+
+    def _check_size(self, name: str, size: int) -> None:
+        if size > self._limits.max_member_bytes:
+            raise self._too_large(name)
+        if self._bytes + size > self._limits.max_total_bytes:
+            raise self._too_large_in_total(name)
+
+    def _copy(self, name: str, read: Callable[[], bytes], out: BinaryIO) -> None:
+        written = 0
+        while chunk := read():
+            written += len(chunk)
+            self._bytes += len(chunk)
+            if written > self._limits.max_member_bytes:
+                raise self._too_large(name)
+            if self._bytes > self._limits.max_total_bytes:
+                raise self._too_large_in_total(name)
+            out.write(chunk)
+
+    def _too_large(self, name: str) -> UnsafeArchiveError:
+        return UnsafeArchiveError(
+            f"archive member {name!r} is larger than the limit of "
+            f"{self._limits.max_member_bytes} bytes"
+        )
+
+    def _too_large_in_total(self, name: str) -> UnsafeArchiveError:
+        return UnsafeArchiveError(
+            f"archive unpacks to more than the limit of {self._limits.max_total_bytes} bytes "
+            f"(at {name!r})"
+        )
+
+    def _escapes(self, path: str, target: str) -> bool:
+        """Whether `target`, read from the directory of the link at `path`, leaves the tree.
+
+        The archive's own links are followed; a chain that never ends (a loop) resolves to
+        nothing, so it cannot point outside.
+        """
+        if target.startswith("/"):
+            return True
+        stack = path.split("/")[:-1]
+        pending = deque(target.split("/"))
+        hops = 0
+        while pending:
+            part = pending.popleft()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not stack:
+                    return True
+                stack.pop()
+                continue
+            stack.append(part)
+            link = self._symlinks.get("/".join(stack))
+            if link is None:
+                continue
+            hops += 1
+            if hops > _MAX_SYMLINK_HOPS:
+                return False
+            if link[0].startswith("/"):
+                return True
+            stack.pop()
+            pending.extendleft(reversed(link[0].split("/")))
+        return False
+
+    def _full(self, path: str) -> str:
+        return os.path.join(self._root, path)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _writing(name: str) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise DownloadError(
+                f"cannot write archive member {name!r}: {exc.strerror or exc}"
+            ) from exc
+
+    @staticmethod
+    def _set_mtime(full: str, mtime: float) -> None:
+        with contextlib.suppress(OSError, OverflowError, ValueError):
+            os.utime(full, (mtime, mtime), follow_symlinks=False)
+
+
+def _reader(data: BinaryIO, name: str) -> Callable[[], bytes]:
+    """A chunk reader of member data whose failures report a corrupt archive."""
+
+    def read() -> bytes:
+        try:
+            return data.read(_CHUNK)
+        except _CORRUPT_OR_UNKNOWN as exc:
+            raise _corrupt(exc, name) from exc
+
+    return read
+
+
+def _refuse_type(name: str, description: str) -> UnsafeArchiveError:
+    return UnsafeArchiveError(f"archive member {name!r} is a {description}, which is not allowed")
+
+
+def _add_tar_member(tree: _Tree, layout: _Layout, archive: tarfile.TarFile,
+                    member: tarfile.TarInfo) -> None:
+    name = member.name
+    if member.ischr() or member.isblk():
+        raise _refuse_type(name, "device")
+    if member.isfifo():
+        raise _refuse_type(name, "fifo")
+    if not (member.isdir() or member.isreg() or member.issym() or member.islnk()):
+        raise _refuse_type(name, f"member of tar type {member.type!r}")
+    parts = layout.place(name, is_dir=member.isdir())
+    if parts is None:
+        return
+    if member.isdir():
+        tree.add_directory(parts, name)
+    elif member.issym():
+        tree.add_symlink(parts, name, member.linkname, member.mtime)
+    elif member.islnk():
+        tree.add_hardlink(parts, name, _hardlink_target(layout, member), member.linkname)
+    else:
+        data = archive.extractfile(member)
+        if data is None:
+            raise _refuse_type(name, f"member of tar type {member.type!r}")
+        tree.add_file(parts, name, mode=member.mode, size=member.size, mtime=member.mtime,
+                      read=_reader(cast(BinaryIO, data), name))
+
+
+def _hardlink_target(layout: _Layout, member: tarfile.TarInfo) -> tuple[str, ...]:
+    try:
+        target = layout.place(member.linkname, is_dir=False)
+    except UnsafeArchiveError as exc:
+        raise UnsafeArchiveError(f"hard link {member.name!r}: {exc}") from None
+    if target is None:
+        raise UnsafeArchiveError(
+            f"hard link {member.name!r} points to {member.linkname!r}, "
+            f"outside the extracted tree"
+        )
+    return target
+
+
+def _add_zip_member(tree: _Tree, layout: _Layout, bundle: zipfile.ZipFile,
+                    info: zipfile.ZipInfo) -> None:
+    name = info.filename
+    mode = info.external_attr >> 16
+    kind = stat.S_IFMT(mode)
+    is_dir = info.is_dir() or kind == stat.S_IFDIR
+    if not is_dir and kind not in (0, stat.S_IFREG, stat.S_IFLNK):
+        raise _refuse_type(name, "device, fifo or socket")
+    if info.flag_bits & 0x1:
+        raise DownloadError(f"archive member {name!r} is encrypted")
+    parts = layout.place(name, is_dir=is_dir)
+    if parts is None:
+        return
+    if is_dir:
+        tree.add_directory(parts, name)
+        return
+    mtime = time.mktime((*info.date_time, 0, 0, -1))
+    with bundle.open(info) as data:
+        if kind == stat.S_IFLNK:
+            target = data.read(_MAX_LINK_TARGET + 1).decode("utf-8", errors="surrogateescape")
+            tree.add_symlink(parts, name, target, mtime)
+        else:
+            tree.add_file(parts, name, mode=mode, size=info.file_size, mtime=mtime,
+                          read=_reader(cast(BinaryIO, data), name))

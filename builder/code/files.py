@@ -1,0 +1,181 @@
+"""The shipped file set (DESIGN principle 3) and its content hash.
+
+In a git checkout the set is what git would ship from the project directory: tracked files
+that exist plus untracked files that are not ignored (`git ls-files -co --exclude-standard`),
+minus `.dockerignore` matches. Outside git it is every file under the project directory,
+minus `.dockerignore` matches. Directories are implied by the files; empty ones do not ship.
+
+The content hash covers, for each entry in path order: the relative path, the kind (regular
+file, executable file, symlink) and the content digest (a symlink's target). It never covers
+mtimes, owners or absolute paths, so touching a file or moving the project changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from builder.errors import BuilderError, GitError
+
+Kind = Literal["file", "exec", "symlink"]
+CHUNK = 1 << 20
+HASH_VERSION = "builder-files-v1"
+# Hashing in threads pays off only when there is enough data to read (hashlib and file reads
+# release the GIL for large buffers; for many tiny files the pool's overhead dominates).
+_PARALLEL_MIN_BYTES = 32 << 20
+_WORKERS = min(8, (os.cpu_count() or 1) + 2)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One shipped file: posix path relative to the project, kind, content digest."""
+
+    path: str
+    kind: Kind
+    digest: str  # sha256 of the content; for a symlink, of its target
+    size: int
+    target: str = ""  # symlink target, as stored in the link
+
+    @property
+    def mode(self) -> int:
+        return 0o755 if self.kind == "exec" else 0o644
+
+
+@dataclass(frozen=True)
+class FileSet:
+    root: Path
+    entries: tuple[FileEntry, ...]
+    digest: str
+
+    @property
+    def paths(self) -> list[str]:
+        return [entry.path for entry in self.entries]
+
+    @property
+    def total_size(self) -> int:
+        return sum(entry.size for entry in self.entries)
+
+
+def shipped_paths(project_dir: str | Path) -> list[str]:
+    """The relative posix paths that ship from project_dir, sorted."""
+    from builder.code.dockerignore import DockerIgnore
+    from builder.code.git_questions import find_checkout
+
+    root = Path(project_dir).resolve()
+    candidates = _git_paths(root) if find_checkout(root) is not None else _walk_paths(root)
+    return sorted(DockerIgnore.load(root).filter(candidates))
+
+
+def _git_paths(root: Path) -> list[str]:
+    from builder.code.gitcmd import split_z, start_git
+
+    try:
+        # Tracked files, including those of checked-out submodules (a download at the
+        # commit has them too), and untracked files that are not ignored.
+        tracked = start_git(["ls-files", "-c", "--recurse-submodules", "-z", "--", "."], root)
+        untracked = start_git(["ls-files", "-o", "--exclude-standard", "-z", "--", "."], root)
+        paths = split_z(tracked.result()) + split_z(untracked.result())
+    except FileNotFoundError:
+        raise GitError("git is not installed (it lists the files of a git checkout)") from None
+    result = []
+    for path in dict.fromkeys(paths):
+        if path.endswith("/"):
+            continue  # an untracked nested repository, which git does not ship
+        try:
+            mode = os.lstat(root / path).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # tracked but deleted in the work tree
+        if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            result.append(path)
+    return result
+
+
+def _walk_paths(root: Path) -> list[str]:
+    result = []
+    for directory, dirnames, filenames in os.walk(root, followlinks=False):
+        rel = os.path.relpath(directory, root)
+        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+        for name in dirnames:
+            if os.path.islink(os.path.join(directory, name)):
+                result.append(prefix + name)
+        for name in filenames:
+            mode = os.lstat(os.path.join(directory, name)).st_mode
+            if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+                result.append(prefix + name)
+    return result
+
+
+def hash_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """sha256 hex digest and size of a file's content, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb", buffering=0) as handle:
+        while True:
+            chunk = handle.read(CHUNK)
+            if not chunk:
+                break
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def entry_for(root: Path, path: str) -> FileEntry:
+    """Describe one file; a file that vanished or is no longer a file is an error."""
+    full = os.path.join(root, path)
+    try:
+        st = os.lstat(full)
+        if stat.S_ISLNK(st.st_mode):
+            target = os.readlink(full)
+            raw = os.fsencode(target)
+            return FileEntry(path, "symlink", hashlib.sha256(raw).hexdigest(), 0, target)
+        if not stat.S_ISREG(st.st_mode):
+            raise BuilderError(f"{full}: not a regular file or symlink; cannot ship it")
+        digest, size = hash_file(full)
+    except FileNotFoundError:
+        raise BuilderError(f"{full}: disappeared while it was being read; try again") from None
+    except PermissionError:
+        raise BuilderError(f"{full}: permission denied; cannot ship it") from None
+    kind: Kind = "exec" if st.st_mode & stat.S_IXUSR else "file"
+    return FileEntry(path, kind, digest, size)
+
+
+def hash_entries(entries: Iterable[FileEntry]) -> str:
+    """The content hash of a file set: paths, kinds and content digests, in path order."""
+    digest = hashlib.sha256(HASH_VERSION.encode() + b"\n")
+    for entry in sorted(entries, key=lambda e: e.path):
+        name = entry.path.encode("utf-8", "surrogateescape")
+        digest.update(b"%s %d:%s %s\n" % (entry.kind.encode(), len(name), name,
+                                          entry.digest.encode()))
+    return digest.hexdigest()
+
+
+def file_set(project_dir: str | Path, paths: Sequence[str] | None = None) -> FileSet:
+    """The shipped file set of project_dir (or of the given paths) with its content hash."""
+    root = Path(project_dir).resolve()
+    names = sorted(shipped_paths(root) if paths is None else paths)
+    entries = _entries(root, names)
+    return FileSet(root, tuple(entries), hash_entries(entries))
+
+
+def _entries(root: Path, names: list[str]) -> list[FileEntry]:
+    if len(names) > 64 and _WORKERS > 1 and _approx_size(root, names) >= _PARALLEL_MIN_BYTES:
+        with ThreadPoolExecutor(_WORKERS) as pool:
+            return list(pool.map(lambda name: entry_for(root, name), names, chunksize=32))
+    return [entry_for(root, name) for name in names]
+
+
+def _approx_size(root: Path, names: list[str]) -> int:
+    total = 0
+    for name in names:
+        with contextlib.suppress(OSError):
+            total += os.lstat(os.path.join(root, name)).st_size
+        if total >= _PARALLEL_MIN_BYTES:
+            break
+    return total

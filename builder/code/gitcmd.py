@@ -1,0 +1,173 @@
+"""Running git: one narrow layer, with timeouts, no prompts, and redacted errors.
+
+A command can be asked early (`ask_early`), before the caller knows that it will need the
+answer: the first `start_git` or `git_answer` with the same arguments and directory (and no
+extra environment or input) takes that process over. `forget_early` kills the ones nobody
+took, so an early question never outlives the command that asked it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from builder.errors import GitError
+
+# Fixed options for every call: no pager, no prompt, paths printed as they are.
+_BASE = ("git", "-c", "core.quotepath=off", "-c", "color.ui=never")
+
+
+def git_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=10")
+    env["LC_ALL"] = "C"
+    env.pop("GIT_DIR", None)
+    env.pop("GIT_WORK_TREE", None)
+    env.pop("GIT_INDEX_FILE", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+class GitProcess:
+    """A git command started in the background; `result()` waits for it."""
+
+    def __init__(self, args: Sequence[str], process: subprocess.Popen[bytes],
+                 timeout: float | None, stdin: bytes | None = None) -> None:
+        self.args = args
+        self.process = process
+        self.timeout = timeout
+        self.stdin = stdin
+        self._done: tuple[int, bytes, bytes] | None = None
+
+    def wait(self) -> tuple[int, bytes, bytes]:
+        """(exit code, stdout, stderr), once it has ended; kills it at its timeout."""
+        if self._done is None:
+            try:
+                out, err = self.process.communicate(self.stdin, timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                _kill(self.process)
+                raise GitError(
+                    f"`git {' '.join(self.args[:2])}` timed out after {self.timeout:g} s"
+                ) from None
+            self._done = (self.process.returncode, out, err)
+        return self._done
+
+    def result(self) -> bytes:
+        code, out, err = self.wait()
+        if code != 0:
+            from builder.state.secrets import redact
+
+            message = err.decode("utf-8", "replace").strip().splitlines()
+            detail = next((line for line in reversed(message) if line.strip()), "failed")
+            raise GitError(redact(f"`git {' '.join(self.args[:2])}` failed: {detail}"))
+        return out
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            _kill(self.process)
+        elif self._done is None:
+            self.process.communicate()
+
+
+_early: dict[tuple[tuple[str, ...], str], GitProcess] = {}
+
+
+def ask_early(args: Sequence[str], cwd: Path | str) -> GitProcess | None:
+    """Start `git args` in `cwd` now, for a later `start_git` or `git_answer` to take over.
+
+    None if it cannot start (no such directory, no git): the later call then says why.
+    """
+    key = (tuple(args), str(cwd))
+    if key not in _early:
+        try:
+            _early[key] = _spawn(args, cwd, None, None, None)
+        except OSError:
+            return None
+    return _early[key]
+
+
+def forget_early() -> None:
+    """Kill the early questions that nobody took over."""
+    while _early:
+        _early.popitem()[1].kill()
+
+
+def _take_early(args: Sequence[str], cwd: Path | str) -> GitProcess | None:
+    return _early.pop((tuple(args), str(cwd)), None) if _early else None
+
+
+def _spawn(args: Sequence[str], cwd: Path | str, timeout: float | None,
+           env: Mapping[str, str] | None, stdin: bytes | None) -> GitProcess:
+    process = subprocess.Popen(
+        [*_BASE, *args],
+        cwd=cwd,
+        env=git_environment(env),
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    return GitProcess(args, process, timeout, stdin)
+
+
+def start_git(
+    args: Sequence[str],
+    cwd: Path | str,
+    *,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+) -> GitProcess:
+    if env is None and stdin is None and (early := _take_early(args, cwd)) is not None:
+        early.timeout = timeout
+        return early
+    return _spawn(args, cwd, timeout, env, stdin)
+
+
+def run_git(
+    args: Sequence[str],
+    cwd: Path | str,
+    *,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+) -> bytes:
+    return start_git(args, cwd, timeout=timeout, env=env, stdin=stdin).result()
+
+
+def git_answer(args: Sequence[str], cwd: Path | str) -> tuple[int, bytes]:
+    """Run a git command whose exit code is part of the answer: (code, stdout)."""
+    early = _take_early(args, cwd)
+    if early is not None:
+        return early.wait()[:2]
+    completed = subprocess.run(
+        [*_BASE, *args],
+        cwd=cwd,
+        env=git_environment(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
+    return completed.returncode, completed.stdout
+
+
+def git_ok(args: Sequence[str], cwd: Path | str) -> bool:
+    """Run a git command whose exit status is the answer (e.g. merge-base --is-ancestor)."""
+    return git_answer(args, cwd)[0] == 0
+
+
+def split_z(output: bytes) -> list[str]:
+    return [item.decode("utf-8", "surrogateescape") for item in output.split(b"\0") if item]
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
