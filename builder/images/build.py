@@ -1,37 +1,32 @@
 """`builder build`: plan, then find or build the base image, then (bake) the code image.
 
 Each image is looked up in the local engine, then in the registry (if one is configured),
-and built only when neither has it. Lookup and build of one image hold a file lock under
-`$BUILDER_HOME/locks`, so concurrent builds of the same project build each image once.
+and built only when neither has it (`builder.images.lookup`). A bake puts the code in
+layers on the base image in proportion to the change (`builder.images.bake`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from builder.decide.planning import ProjectPlan, plan_json, plan_project
 from builder.errors import UsageError
 from builder.images import names
-from builder.images.checksum import code_key
 from builder.images.context import ContextBuilder
-from builder.images.dockerfile import CODE_TEMPLATE, render_code, template_source, with_labels
 from builder.images.engine import Engine, build_network
 from builder.images.inputs import BaseRecipe, gather_base
+from builder.images.lookup import ImageBuilds, Source
 from builder.images.parent import resolve_parent
 from builder.images.progress import Progress, default_progress
 from builder.images.wheelhouse import builder_identity, ensure_wheelhouse
 from builder.repositories.base import BaseCodeRepository
 from builder.repositories.types import public_spec
-from builder.state.locks import file_lock
 from builder.state.store import Store
 
-Source = Literal["local", "pulled", "built"]
 LABEL_PREFIX = "org.builder."
 
 
@@ -86,39 +81,19 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
                                 settings_file=settings.file, log=progress.note)
         recipe = gather_base(settings, parent, _repositories(project, store))
         base = names.base_ref(settings.name, registry, recipe.checksum)
-        builds = _Builds(engine, store.home, registry, progress)
+        builds = ImageBuilds(engine, store.home, registry, progress)
         labels = _labels(project, recipe.checksum)
         builds.ensure(base, "base image", lambda: _build_base(engine, recipe, base, store.home,
                                                               labels, progress))
         result = BuildResult(project, recipe.checksum, base, base)
         if project.plan.mode == "bake":
-            from builder.code.files import file_set
+            from builder.images.bake import bake, plan_bake
 
-            files = file_set(settings.project_dir)
-            key = code_key(recipe.checksum, files.digest, settings.code_dir,
-                           template_source(CODE_TEMPLATE))
-            code = names.code_ref(settings.name, registry, key)
-            code_labels = {**labels, LABEL_PREFIX + "role": "code",
-                           LABEL_PREFIX + "content-hash": files.digest}
-
-            def build_code() -> None:
-                context = ContextBuilder()
-                dockerfile = with_labels(render_code(base, settings.code_dir), code_labels)
-                context.add_bytes("Dockerfile", dockerfile.encode())
-                target = context.add_rooted("code", settings.code_dir)
-                for entry in files.entries:
-                    name = f"{target}/{entry.path}"
-                    if entry.kind == "symlink":
-                        context.add_symlink(name, entry.target)
-                    else:
-                        context.add_file(name, files.root / entry.path,
-                                         executable=entry.kind == "exec", digest=entry.digest)
-                _build(engine, context, code, progress,
-                       f"baking {len(files.entries)} files into {code}", nocache=no_reuse)
-
-            builds.ensure(code, "code image", build_code, force=no_reuse)
-            result.image = code
-            result.content_hash = files.digest
+            plan = plan_bake(settings.project_dir, _checkout(project))
+            result.image = bake(builds, plan, name=settings.name, registry=registry,
+                                checksum=recipe.checksum, base=base,
+                                code_dir=settings.code_dir, labels=labels, force=no_reuse)
+            result.content_hash = plan.content_hash
         elif project.plan.code_repository:
             record = store.get_repository(project.plan.code_repository)
             result.repository_spec = public_spec(record) if record else None
@@ -137,6 +112,16 @@ def _repositories(project: ProjectPlan, store: Store) -> dict[str, tuple[str, Ba
     records = {record.name: record for record in store.repositories()}
     return {name: (records[name].type if name in records else repo.type, repo)
             for name, repo in sorted(project.repositories.items())}
+
+
+def _checkout(project: ProjectPlan) -> tuple[Path, str, list[str]] | None:
+    """The checkout's top level, commit, and what git reports changed (asked for the facts)."""
+    from builder.repositories.git_context import Checkout
+
+    checkout = Checkout.discover(project.settings.project_dir)
+    if checkout is None or checkout.head is None or not project.facts.has_commits:
+        return None
+    return checkout.root, checkout.head, checkout.shipped_changes
 
 
 def _labels(project: ProjectPlan, checksum: str) -> dict[str, str]:
@@ -162,81 +147,14 @@ def _build_base(engine: Engine, recipe: BaseRecipe, ref: str, home: Path,
            f"building base image {ref} (FROM {recipe.parent.name})")
 
 
-def _build(engine: Engine, context: ContextBuilder, ref: str, progress: Progress, title: str,
-           *, nocache: bool = False) -> None:
+def _build(engine: Engine, context: ContextBuilder, ref: str, progress: Progress,
+           title: str) -> None:
     started = time.perf_counter()
     progress.start(title)
     try:
         with context.to_file() as tar:
-            engine.build(tar, tag=ref, progress=progress, nocache=nocache,
-                         network_mode=build_network())
+            engine.build(tar, tag=ref, progress=progress, network_mode=build_network())
     except BaseException:
         progress.fail(f"building {ref} failed")
         raise
     progress.finish(f"built {ref} in {time.perf_counter() - started:.1f} s")
-
-
-class _Builds:
-    """Lookup-or-build for each image, under a per-image lock; remembers what it did."""
-
-    def __init__(self, engine: Engine, home: Path, registry: str | None,
-                 progress: Progress) -> None:
-        self.engine = engine
-        self.home = home
-        self.registry = registry
-        self.progress = progress
-        self.sources: dict[str, Source] = {}
-        self.built: list[str] = []
-
-    def ensure(self, ref: str, what: str, build: Callable[[], None], *,
-               force: bool = False) -> Source:
-        with image_lock(self.home, ref, lambda: self.progress.note(
-                f"waiting for another builder that holds {ref}")):
-            source = self._find(ref, what) if not force else None
-            if source is None:
-                build()
-                source = "built"
-                self.built.append(ref)
-        self.sources[ref] = source
-        return source
-
-    def _find(self, ref: str, what: str) -> Source | None:
-        if self.engine.image_id(ref):
-            self.progress.note(f"{what} {ref}: present in the local engine")
-            return "local"
-        if self.registry:
-            reason = self.engine.pull(ref)
-            if reason is None and self.engine.image_id(ref):
-                self.progress.note(f"{what} {ref}: pulled from {self.registry}")
-                return "pulled"
-            if reason and not _looks_absent(reason):
-                self.progress.note(f"{what} {ref}: cannot pull from {self.registry} ({reason}); "
-                                   "building it")
-        return None
-
-    def push_all(self) -> list[str]:
-        pushed = []
-        for ref, source in self.sources.items():
-            if source == "pulled":
-                continue
-            remote = self.engine.registry_digest(ref)
-            if remote and remote in self.engine.local_digests(ref):
-                self.progress.note(f"{ref}: already in the registry")
-                continue
-            self.progress.note(f"pushing {ref}")
-            self.engine.push(ref)
-            pushed.append(ref)
-        return pushed
-
-
-def _looks_absent(reason: str) -> bool:
-    lowered = reason.lower()
-    return any(text in lowered for text in ("not found", "manifest unknown", "does not exist"))
-
-
-@contextlib.contextmanager
-def image_lock(home: Path, ref: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
-    """An exclusive lock per image reference, shared by every builder using this home."""
-    path = home / "locks" / (hashlib.sha256(ref.encode()).hexdigest()[:32] + ".lock")
-    with file_lock(path, on_wait=on_wait):
-        yield

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     import jinja2
 
 BASE_TEMPLATE = "base.Dockerfile.j2"
-CODE_TEMPLATE = "code.Dockerfile.j2"
 BUILDER_HOME = "/opt/builder"
 WHEELHOUSE_DIR = "/opt/builder-wheelhouse"
 REQUIREMENTS_DIR = "/opt/builder-requirements"
@@ -64,21 +63,12 @@ def render_base(data: BaseTemplateData) -> str:
     )
 
 
-def render_code(base_image: str, code_dir: str) -> str:
-    return _environment().get_template(CODE_TEMPLATE).render(base_image=base_image,
-                                                             code_dir=code_dir)
-
-
 def with_labels(dockerfile: str, labels: dict[str, str]) -> str:
     """Append one LABEL instruction (one build step, whatever the number of labels)."""
     if not labels:
         return dockerfile
     pairs = " ".join(f"{env_quote(k)}={env_quote(v)}" for k, v in sorted(labels.items()))
     return dockerfile.rstrip("\n") + f"\nLABEL {pairs}\n"
-
-
-def template_source(name: str) -> str:
-    return (templates_dir() / name).read_text(encoding="utf-8")
 
 
 @cache

@@ -149,6 +149,18 @@ class Engine:
         with contextlib.suppress(docker.errors.NotFound):
             self.api.remove_image(ref, force=True, noprune=False)
 
+    def load(self, archive: IO[bytes], ref: str) -> None:
+        """`docker load` of an archive in `docker save`'s format that tags `ref`."""
+        import docker
+
+        try:
+            with self._errors(f"load {ref}"):
+                for chunk in self.api.load_image(archive):
+                    if "error" in chunk:
+                        raise BuildError(redact(f"loading {ref} failed: {chunk['error']}"))
+        except docker.errors.APIError as exc:
+            raise BuildError(f"loading {ref} failed: {_api_message(exc)}") from None
+
     # ---- build ---------------------------------------------------------------------------
 
     def build(self, context: IO[bytes], *, tag: str, progress: Progress,

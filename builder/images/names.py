@@ -1,4 +1,5 @@
-"""Image references: `[<registry>/]<name>:base-<checksum[:16]>` and `...:code-<key[:16]>`."""
+"""Image references: `[<registry>/]<name>:base-<checksum[:16]>`, `...:tree-<key[:16]>` and
+`...:code-<key[:16]>`."""
 
 from __future__ import annotations
 
@@ -37,6 +38,11 @@ def base_ref(name: str, registry: str | None, checksum: str) -> str:
 
 def code_ref(name: str, registry: str | None, key: str) -> str:
     return f"{repository(name, registry)}:code-{key[:TAG_DIGITS]}"
+
+
+def tree_ref(name: str, registry: str | None, key: str) -> str:
+    """A commit's tree on a base image: the layer that uncommitted iterations share."""
+    return f"{repository(name, registry)}:tree-{key[:TAG_DIGITS]}"
 
 
 def split_ref(ref: str) -> tuple[str, str]:
