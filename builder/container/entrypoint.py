@@ -122,6 +122,8 @@ def ensure_cached(contract: Contract, log: Any = None) -> Path:
         from builder.code.download import download
 
         repository = _instantiate(contract)
+        if hasattr(repository, "download_cache"):  # it keeps objects between commits there
+            repository.download_cache = contract.cache_dir
         if log:
             log(
                 f"downloading {contract.repository['name']}@{(contract.commit or '')[:12]}"  # type: ignore[index]
