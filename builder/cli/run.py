@@ -52,26 +52,14 @@ def run(
             volumes=tuple(volume),
         )
         raise typer.Exit(_run_on_target(path, target, emit, include_secret, no_reuse, options))
-    from builder.images.engine import Engine
-    from builder.state.store import Store
-    from builder.targets.local import RunOptions, build_for_run, run_container, token_file
+    from builder.cli.run_local import run_local
+    from builder.targets.local import RunOptions
 
-    store = Store.default()
     command = (ctx.obj or {}).get("command") or []
     options = RunOptions(
         command=tuple(command), network=network, environment=tuple(env), volumes=tuple(volume)
     )
-    engine = Engine.connect()
-    try:
-        _, spec = build_for_run(path, options, push=push, no_reuse=no_reuse, store=store,
-                                engine=engine, warn=warn, message=message, environ=os.environ)
-        with token_file(spec.token, store.home / "run") as token_path:
-            code = run_container(
-                engine.client, spec, token_path, log=lambda line: message(f"builder: {line}")
-            )
-    finally:
-        engine.close()
-    raise typer.Exit(code)
+    raise typer.Exit(run_local(path, options, push=push, no_reuse=no_reuse))
 
 
 def _run_on_target(

@@ -42,6 +42,13 @@ class BuildResult:
     content_hash: str | None = None
     repository_spec: dict[str, Any] | None = None
     sources: dict[str, Source] = field(default_factory=dict)
+    pending_push: Callable[[], list[str]] | None = None  # `defer_push`: what `push` runs
+
+    def push(self) -> list[str]:
+        """Push what a `defer_push` build left to push; return what was pushed."""
+        if self.pending_push is not None:
+            self.pushed, self.pending_push = self.pending_push(), None
+        return self.pushed
 
     @property
     def mode(self) -> str:
@@ -63,8 +70,13 @@ class BuildResult:
 
 def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = False,
                   store: Store | None = None, engine: Engine | None = None,
+                  connect: Callable[[], Engine] | None = None,
                   progress: Progress | None = None,
-                  warn: Callable[[str], None] | None = None) -> BuildResult:
+                  warn: Callable[[str], None] | None = None,
+                  defer_push: bool = False) -> BuildResult:
+    """`connect` gives the engine when it is needed (e.g. `Engine.connect_soon()`: connected
+    while git answers); the caller then closes it. With `defer_push`, nothing is pushed
+    here: `result.push` does it (e.g. while the container runs)."""
     started = time.perf_counter()
     store = store or Store.default()
     progress = progress or default_progress()
@@ -74,8 +86,8 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
     if push and not registry:
         raise UsageError(f"--push needs a registry: set `registry:` in {settings.file} "
                          f"or {names.REGISTRY_ENV}")
-    own_engine = engine is None
-    engine = engine or Engine.connect()
+    own_engine = engine is None and connect is None
+    engine = engine or (connect or Engine.connect)()
     try:
         parent = resolve_parent(engine, settings.parent_image, store.home,
                                 settings_file=settings.file, log=progress.note)
@@ -99,7 +111,9 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
             result.repository_spec = public_spec(record) if record else None
         result.built = builds.built
         result.sources = builds.sources
-        if push:
+        if push and defer_push:
+            result.pending_push = builds.push_all
+        elif push:
             result.pushed = builds.push_all()
     finally:
         if own_engine:

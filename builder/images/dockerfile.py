@@ -47,7 +47,33 @@ class BaseTemplateData:
     code_dir: str
 
 
-def render_base(data: BaseTemplateData) -> str:
+def render_base(data: BaseTemplateData, *, remember: bool = False) -> str:
+    """The base Dockerfile. With `remember`, a rendering of the same template text and data
+    is kept under `$BUILDER_HOME/cache/templates` and read back next time, which spares
+    loading Jinja2 (a tenth of `builder run`'s own time)."""
+    if not remember:
+        return _render_base(data)
+    import contextlib
+    import dataclasses
+    import hashlib
+
+    from builder.state.atomic import atomic_write_text
+    from builder.state.settings_cache import cache_dir, prune
+
+    source = (templates_dir() / BASE_TEMPLATE).read_bytes()
+    inputs = json.dumps(dataclasses.asdict(data), sort_keys=True).encode()
+    key = hashlib.sha256(source + b"\0" + inputs).hexdigest()[:32]
+    entry = cache_dir().parent / "templates" / f"{key}.txt"
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        return entry.read_text(encoding="utf-8")
+    text = _render_base(data)
+    with contextlib.suppress(OSError):
+        atomic_write_text(entry, text)
+        prune(entry.parent, ".txt")
+    return text
+
+
+def _render_base(data: BaseTemplateData) -> str:
     return _environment().get_template(BASE_TEMPLATE).render(
         parent_id=data.parent_id,
         apt_packages=sorted(set(data.apt_packages)),

@@ -11,7 +11,7 @@ import collections
 import contextlib
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from builder.errors import BuildError, EngineError
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import docker
 
 DEFAULT_TIMEOUT = 1800.0
+MINIMUM_API_VERSION = "1.24"  # docker-py's minimum; only used until the engine says its own
 TAIL_LINES = 10
 NETWORK_ENV = "BUILDER_BUILD_NETWORK"
 _NOISE = (" ---> ", "Removing intermediate")
@@ -56,15 +57,46 @@ class Engine:
             except ValueError:
                 timeout = DEFAULT_TIMEOUT
         try:
-            client = docker.from_env(timeout=int(timeout))
-            client.ping()
+            # One request: the ping's `Api-Version` header is the version to speak (as the
+            # docker CLI negotiates); docker-py's "auto" would ask `/version` first.
+            client = docker.from_env(version=MINIMUM_API_VERSION, timeout=int(timeout))
+            answer = client.api._get(client.api.base_url + "/_ping")  # unversioned path
+            client.api._raise_for_status(answer)
+            version = answer.headers.get("Api-Version") or client.api.version()["ApiVersion"]
+            client.api._version = _supported(version)
         except (docker.errors.DockerException, requests.exceptions.RequestException,
-                OSError) as exc:
+                OSError, KeyError) as exc:
             raise EngineError(
                 f"cannot reach the Docker engine at {engine_address()}; is it running? "
                 f"(make engine) [{_short(exc)}]"
             ) from None
         return cls(client)
+
+    @classmethod
+    def connect_soon(cls) -> Callable[[], Engine]:
+        """Connect in the background (importing docker-py too); call the result for the
+        engine, or the error, when it is needed."""
+        import threading
+
+        box: list[Engine | BaseException] = []
+
+        def work() -> None:
+            try:
+                box.append(cls.connect())
+            except BaseException as exc:  # handed to the caller
+                box.append(exc)
+
+        thread = threading.Thread(target=work, name="builder-engine", daemon=True)
+        thread.start()
+
+        def result() -> Engine:
+            thread.join()
+            value = box[0]
+            if isinstance(value, BaseException):
+                raise value
+            return value
+
+        return result
 
     def close(self) -> None:
         self.client.close()
@@ -265,6 +297,15 @@ class _EngineErrors:
                 f"lost the Docker engine at {engine_address()} during {self.what}: {_short(exc)}; "
                 "is it running? (make engine)"
             ) from None
+
+
+def _supported(version: str) -> str:
+    """The engine's API version, capped at the newest docker-py speaks."""
+    from docker.constants import DEFAULT_DOCKER_API_VERSION
+    from docker.utils import version_lt
+
+    return version if version_lt(version, DEFAULT_DOCKER_API_VERSION) else \
+        DEFAULT_DOCKER_API_VERSION
 
 
 def _build_error(tag: str, step: str, error: str, tail: Iterable[str]) -> BuildError:

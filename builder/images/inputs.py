@@ -119,7 +119,7 @@ def gather_base(settings: Settings, parent: Parent,
         environment=tuple(sorted(settings.environment.items())),
         code_dir=settings.code_dir,
     )
-    dockerfile = render_base(data)
+    dockerfile = render_base(data, remember=True)
     inputs = BaseInputs(
         parent_digest=parent.id,
         requirements=tuple(hashlib.sha256(r.data).hexdigest() for r in requirements),

@@ -18,6 +18,7 @@ the image is exactly the CLI's version and the image build needs no index for it
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import re
@@ -116,6 +117,7 @@ def package_files() -> list[tuple[str, Path]]:
 
 
 @cache
+@functools.cache
 def builder_identity() -> str:
     """builder's version and a hash of its package files: what the image's builder is."""
     digest = hashlib.sha256()

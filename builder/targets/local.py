@@ -128,13 +128,15 @@ def container_spec(
 
 
 def build_for_run(path: str | Path, options: RunOptions, *, push: bool, no_reuse: bool,
-                  store: Any, engine: Any, warn: Any, message: Any,
-                  environ: Mapping[str, str]) -> tuple[Any, ContainerSpec]:
-    """Build exactly as `builder build` does; return the result and the container to run."""
+                  store: Any, warn: Any, message: Any, environ: Mapping[str, str],
+                  engine: Any = None, connect: Any = None,
+                  defer_push: bool = False) -> tuple[Any, ContainerSpec]:
+    """Build exactly as `builder build` does; return the result and the container to run.
+    (`connect` and `defer_push`: see `build_project`.)"""
     from builder.images.build import build_project
 
     result = build_project(path, push=push, no_reuse=no_reuse, store=store, engine=engine,
-                           warn=warn)
+                           connect=connect, warn=warn, defer_push=defer_push)
     for line in result.summary_lines():
         message(line)
     project = result.project
@@ -169,48 +171,70 @@ def run_container(client: Any, spec: ContainerSpec, token_path: Path | None, log
     SIGINT or SIGTERM stops the container (SIGTERM to the program, SIGKILL after
     STOP_TIMEOUT) from a side thread while the output keeps streaming, so the program's last
     lines and its own exit code still arrive. A second signal kills it at once.
+
+    Five requests to the engine: create, attach, start, wait, remove (docker-py's container
+    models would add two inspections).
     """
     import docker.errors
 
+    api = client.api
     volumes = dict(spec.volumes)
     if token_path is not None:
         volumes[str(token_path)] = {"bind": TOKEN_MOUNT, "mode": "ro"}
     try:
-        container = client.containers.create(
+        host_config = api.create_host_config(
+            binds=volumes, network_mode=spec.network, tmpfs=spec.tmpfs or None
+        )
+        container = str(api.create_container(
             spec.image,
             command=spec.command,
             environment=spec.environment,
-            volumes=volumes,
-            network_mode=spec.network,
-            tmpfs=spec.tmpfs or None,
+            volumes=[bind["bind"] for bind in volumes.values()],
+            host_config=host_config,
             labels={"builder.run": "1"},
             detach=True,
-        )
+        )["Id"])
     except docker.errors.ImageNotFound:
         raise EngineError(f"image {spec.image} is not in the local engine") from None
     except docker.errors.APIError as exc:
         raise EngineError(f"cannot create the container: {exc.explanation or exc}") from None
-    stopper = _Stopper(container, log)
+    stopper = _Stopper(api, container, log)
     handlers = {
         sig: signal.signal(sig, stopper.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
         # Attach before start so that no early output is lost.
-        output = container.attach(stdout=True, stderr=True, stream=True, logs=True, demux=True)
-        container.start()
+        output = _attach(api, container)
+        api.start(container)
         _stream(output)
-        return int(container.wait().get("StatusCode", 1))
+        return int(api.wait(container).get("StatusCode", 1))
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         try:
-            container.remove(force=True)
+            api.remove_container(container, force=True)
         except docker.errors.APIError as exc:
-            log(f"could not remove container {container.short_id}: {exc}")
+            log(f"could not remove container {container[:12]}: {exc}")
+
+
+def _attach(api: Any, container: str) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """`docker attach` of a container made without a TTY: (stdout, stderr) chunks.
+
+    docker-py's `attach` inspects the container first to learn whether it has a TTY; ours
+    never has one, so this asks for the stream at once (docker-py's own helpers).
+    """
+    response = api._post(
+        api._url("/containers/{0}/attach", container),
+        headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+        params={"logs": 1, "stdout": 1, "stderr": 1, "stream": 1},
+        stream=True,
+    )
+    return api._read_from_socket(response, True, tty=False, demux=True)  # type: ignore[no-any-return]
 
 
 class _Stopper:
-    def __init__(self, container: Any, log: Any) -> None:
+    def __init__(self, api: Any, container: str, log: Any) -> None:
+        self.api = api
         self.container = container
         self.log = log
         self.signals = 0
@@ -218,7 +242,7 @@ class _Stopper:
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signals += 1
         if self.signals == 1:
-            self.log(f"stopping container {self.container.short_id} (again to kill it)")
+            self.log(f"stopping container {self.container[:12]} (again to kill it)")
             threading.Thread(
                 target=self._call, args=("stop", {"timeout": STOP_TIMEOUT}), daemon=True
             ).start()
@@ -229,7 +253,7 @@ class _Stopper:
         import docker.errors
 
         with suppress(docker.errors.APIError):
-            getattr(self.container, method)(**kwargs)
+            getattr(self.api, method)(self.container, **kwargs)
 
 
 def _stream(output: Iterator[tuple[bytes | None, bytes | None]]) -> None:

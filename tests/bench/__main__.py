@@ -4,8 +4,9 @@
 
 Scenarios (the letters of the README table; each module also runs on its own):
   a  pushed one-line change -> output: builder run against docker build+push+run
-     (bench_iterate; small, medium, large)
-  b  uncommitted one-line change -> output: the same two (bench_iterate; small, medium)
+     (bench_iterate; small, medium, large; the github and the git type)
+  b  uncommitted one-line change -> output: the same (bench_iterate; small, medium, large;
+     the github and the git type)
   c  download a commit: GitHub download_files against a contents-API walk (bench_download;
      medium)
   d  decision: builder status against git status + git ls-remote (bench_status; large,
@@ -60,7 +61,7 @@ PLAN: list[tuple[str, Scenario, list[str]]] = [
     ("d", bench_status.run, ["large", "xlarge"]),
     ("c", bench_download.run, ["medium"]),
     ("a", bench_iterate.run_pushed, SIZE_ORDER),
-    ("b", bench_iterate.run_uncommitted, ["small", "medium"]),  # large: +6 min, same story
+    ("b", bench_iterate.run_uncommitted, SIZE_ORDER),
 ]
 
 
