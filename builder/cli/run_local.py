@@ -132,7 +132,7 @@ def run_local(path: Path, options: RunOptions, *, push: bool, no_reuse: bool,
         if push:
             pushing.start()
         with token_file(spec.token, store.home / "run") as token_path:
-            code = run_container(connect().client, spec, token_path,
+            code = run_container(connect(), spec, token_path,
                                  log=lambda line: message(f"builder: {line}"))
         if push:
             pushing.join()

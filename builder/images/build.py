@@ -11,12 +11,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder.decide.planning import ProjectPlan, plan_json, plan_project
 from builder.errors import UsageError
 from builder.images import names
-from builder.images.context import ContextBuilder
 from builder.images.engine import Engine, build_network
 from builder.images.inputs import BaseRecipe, gather_base
 from builder.images.lookup import ImageBuilds, Source
@@ -26,6 +25,9 @@ from builder.images.wheelhouse import builder_identity, ensure_wheelhouse
 from builder.repositories.base import BaseCodeRepository
 from builder.repositories.types import public_spec
 from builder.state.store import Store
+
+if TYPE_CHECKING:
+    from builder.images.context import ContextBuilder
 
 LABEL_PREFIX = "org.builder."
 

@@ -12,11 +12,11 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.errors import SettingsError
 from builder.images import wheelhouse
 from builder.images.checksum import BaseInputs, checksum
-from builder.images.context import ContextBuilder
 from builder.images.dockerfile import (
     BUILDER_HOME,
     REQUIREMENTS_DIR,
@@ -28,6 +28,9 @@ from builder.images.dockerfile import (
 from builder.images.parent import Parent
 from builder.repositories.base import BaseCodeRepository
 from builder.state.settings import Settings
+
+if TYPE_CHECKING:
+    from builder.images.context import ContextBuilder
 
 _REFERENCE = re.compile(
     r"^(?P<lead>\s*)(?P<opt>--requirement|--constraint|-r|-c)(?P<sep>\s*=\s*|\s+|)(?P<path>\S+)"
@@ -87,6 +90,8 @@ class BaseRecipe:
     checksum: str
 
     def context(self, wheels: Path, labels: dict[str, str]) -> ContextBuilder:
+        from builder.images.context import ContextBuilder
+
         context = ContextBuilder()
         context.add_bytes("Dockerfile", with_labels(self.dockerfile, labels).encode("utf-8"))
         if self.requirements:

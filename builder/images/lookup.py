@@ -12,12 +12,14 @@ import contextlib
 import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from builder.images.engine import Engine
-from builder.images.layers import ImageSpec
 from builder.images.progress import Progress
 from builder.state.locks import file_lock
+
+if TYPE_CHECKING:
+    from builder.images.layers import ImageSpec
 
 Source = Literal["local", "pulled", "built"]
 
@@ -49,6 +51,8 @@ class ImageBuilds:
     def spec(self, ref: str) -> ImageSpec:
         """What an image built on `ref` inherits (from what was learnt, else an inspect)."""
         if ref not in self._specs:
+            from builder.images.layers import ImageSpec
+
             data = self._inspect(ref)
             if data is None:
                 from builder.errors import BuildError

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -152,6 +151,8 @@ def token_file(token: str | None, home: Path) -> Iterator[Path | None]:
     if not token:
         yield None
         return
+    import tempfile
+
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     directory = Path(tempfile.mkdtemp(prefix="run-", dir=home))
     path = directory / "token"
@@ -165,76 +166,45 @@ def token_file(token: str | None, home: Path) -> Iterator[Path | None]:
         directory.rmdir()
 
 
-def run_container(client: Any, spec: ContainerSpec, token_path: Path | None, log: Any) -> int:
+def run_container(engine: Any, spec: ContainerSpec, token_path: Path | None, log: Any) -> int:
     """Start the container, stream its output, return its exit code; always remove it.
 
     SIGINT or SIGTERM stops the container (SIGTERM to the program, SIGKILL after
     STOP_TIMEOUT) from a side thread while the output keeps streaming, so the program's last
     lines and its own exit code still arrive. A second signal kills it at once.
 
-    Five requests to the engine: create, attach, start, wait, remove (docker-py's container
-    models would add two inspections).
+    Five requests to the engine (`builder.images.engine`): create, attach, start, wait,
+    remove.
     """
-    import docker.errors
-
-    api = client.api
     volumes = dict(spec.volumes)
     if token_path is not None:
         volumes[str(token_path)] = {"bind": TOKEN_MOUNT, "mode": "ro"}
-    try:
-        host_config = api.create_host_config(
-            binds=volumes, network_mode=spec.network, tmpfs=spec.tmpfs or None
-        )
-        container = str(api.create_container(
-            spec.image,
-            command=spec.command,
-            environment=spec.environment,
-            volumes=[bind["bind"] for bind in volumes.values()],
-            host_config=host_config,
-            labels={"builder.run": "1"},
-            detach=True,
-        )["Id"])
-    except docker.errors.ImageNotFound:
-        raise EngineError(f"image {spec.image} is not in the local engine") from None
-    except docker.errors.APIError as exc:
-        raise EngineError(f"cannot create the container: {exc.explanation or exc}") from None
-    stopper = _Stopper(api, container, log)
+    container = engine.create_container(
+        spec.image, spec.command, spec.environment, volumes, network=spec.network,
+        tmpfs=spec.tmpfs, labels={"builder.run": "1"},
+    )
+    stopper = _Stopper(engine, container, log)
     handlers = {
         sig: signal.signal(sig, stopper.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
         # Attach before start so that no early output is lost.
-        output = _attach(api, container)
-        api.start(container)
+        output = engine.attach(container)
+        engine.start(container)
         _stream(output)
-        return int(api.wait(container).get("StatusCode", 1))
+        return int(engine.wait(container))
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         try:
-            api.remove_container(container, force=True)
-        except docker.errors.APIError as exc:
-            log(f"could not remove container {container[:12]}: {exc}")
-
-
-def _attach(api: Any, container: str) -> Iterator[tuple[bytes | None, bytes | None]]:
-    """`docker attach` of a container made without a TTY: (stdout, stderr) chunks.
-
-    docker-py's `attach` inspects the container first to learn whether it has a TTY; ours
-    never has one, so this asks for the stream at once (docker-py's own helpers).
-    """
-    response = api._post(
-        api._url("/containers/{0}/attach", container),
-        headers={"Connection": "Upgrade", "Upgrade": "tcp"},
-        params={"logs": 1, "stdout": 1, "stderr": 1, "stream": 1},
-        stream=True,
-    )
-    return api._read_from_socket(response, True, tty=False, demux=True)  # type: ignore[no-any-return]
+            engine.remove_container(container)
+        except EngineError as exc:
+            log(str(exc))
 
 
 class _Stopper:
-    def __init__(self, api: Any, container: str, log: Any) -> None:
-        self.api = api
+    def __init__(self, engine: Any, container: str, log: Any) -> None:
+        self.engine = engine
         self.container = container
         self.log = log
         self.signals = 0
@@ -243,17 +213,14 @@ class _Stopper:
         self.signals += 1
         if self.signals == 1:
             self.log(f"stopping container {self.container[:12]} (again to kill it)")
-            threading.Thread(
-                target=self._call, args=("stop", {"timeout": STOP_TIMEOUT}), daemon=True
-            ).start()
+            threading.Thread(target=self._call, args=(self.engine.stop, STOP_TIMEOUT),
+                             daemon=True).start()
         else:
-            threading.Thread(target=self._call, args=("kill", {}), daemon=True).start()
+            threading.Thread(target=self._call, args=(self.engine.kill,), daemon=True).start()
 
-    def _call(self, method: str, kwargs: dict[str, Any]) -> None:
-        import docker.errors
-
-        with suppress(docker.errors.APIError):
-            getattr(self.api, method)(self.container, **kwargs)
+    def _call(self, method: Any, *args: Any) -> None:
+        with suppress(EngineError):
+            method(self.container, *args)
 
 
 def _stream(output: Iterator[tuple[bytes | None, bytes | None]]) -> None:

@@ -14,6 +14,8 @@ Scenarios (the letters of the README table; each module also runs on its own):
   e  container start, warm and cold: the entrypoint against a plain docker run (bench_start;
      medium)
   f  no-op build: builder build against docker build, all cached (bench_build; large)
+  g  builder's own time on the reuse path: builder run against docker run of the same
+     container after a pushed change (bench_overhead; small)
 
 A full run (5 repetitions after 1 warm-up, all sizes) prints the table, writes it into
 README's "Benchmarks" section with the date and the machine, and draws docs/bench.png.
@@ -34,6 +36,7 @@ from tests.bench import (
     bench_build,
     bench_download,
     bench_iterate,
+    bench_overhead,
     bench_start,
     bench_status,
     fixtures,
@@ -62,6 +65,7 @@ PLAN: list[tuple[str, Scenario, list[str]]] = [
     ("c", bench_download.run, ["medium"]),
     ("a", bench_iterate.run_pushed, SIZE_ORDER),
     ("b", bench_iterate.run_uncommitted, SIZE_ORDER),
+    ("g", bench_overhead.run, ["small"]),
 ]
 
 
