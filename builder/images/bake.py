@@ -38,7 +38,7 @@ from builder.images.lookup import ImageBuilds
 
 # The layers' layout: bump it when the tars change, so that no older image is taken for one.
 LAYOUT = "builder-layers-v1: commit tree + difference, code dir ancestors 0755, fixed times"
-LABEL_PREFIX = "org.builder."
+LABEL_PREFIX = names.LABEL_PREFIX
 
 
 @dataclass(frozen=True)

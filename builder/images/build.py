@@ -29,7 +29,7 @@ from builder.state.store import Store
 if TYPE_CHECKING:
     from builder.images.context import ContextBuilder
 
-LABEL_PREFIX = "org.builder."
+LABEL_PREFIX = names.LABEL_PREFIX
 
 
 @dataclass

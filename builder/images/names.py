@@ -10,6 +10,7 @@ from builder.errors import UsageError
 from builder.state.settings import Settings
 
 TAG_DIGITS = 16
+LABEL_PREFIX = "org.builder."  # of the labels on builder's images
 REGISTRY_ENV = "BUILDER_REGISTRY"
 _REGISTRY_RE = re.compile(r"^[A-Za-z0-9.\-]+(?::[0-9]+)?(?:/[a-z0-9._\-/]+)?$")
 
