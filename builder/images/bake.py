@@ -49,12 +49,6 @@ class BakePlan:
     tree: CheckoutTree | None
     files: FileSet | None
 
-    @property
-    def changed_count(self) -> int:
-        if self.tree is not None:
-            return len(self.tree.diff().changed)
-        return len(self.files.entries) if self.files is not None else 0
-
 
 def plan_bake(project_dir: Path, checkout: tuple[Path, str, list[str]] | None) -> BakePlan:
     """`checkout`: (top level, commit, paths git reports changed below the project), or None

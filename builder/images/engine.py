@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from builder.errors import BuildError, EngineError
-from builder.images.engine_socket import EngineAnswer, EngineSocket, path_part
+from builder.images.engine_socket import DEFAULT, EngineAnswer, EngineSocket, path_part
 from builder.images.progress import Progress
 from builder.state.secrets import redact
 
@@ -343,10 +343,10 @@ class Engine:
 
     def _container_call(self, method: str, path: str, query: Mapping[str, Any] | None = None,
                         *, body: Any = None, what: str, missing: str | None = None,
-                        timeout: float | None = -1.0) -> Any:
+                        timeout: float | None = DEFAULT) -> Any:
         """One request; an error answer is an `EngineError` saying `what` (or `missing` for
-        a 404)."""
-        wait = self.timeout if timeout == -1.0 else timeout
+        a 404). `timeout` None: as long as it takes (a container's run)."""
+        wait = self.timeout if timeout == DEFAULT else timeout
         if self.socket is not None:
             try:
                 return self.socket.call(method, path, query, body, timeout=wait)

@@ -21,6 +21,7 @@ from urllib.parse import quote, urlencode
 from builder.errors import EngineError
 
 _FRAME = struct.Struct(">BxxxL")  # stream (1 stdout, 2 stderr), 3 bytes of 0, payload size
+DEFAULT = -1.0  # a request's timeout: the instance's own
 
 
 class EngineAnswer(Exception):
@@ -46,9 +47,9 @@ class EngineSocket:
         return self.version
 
     def call(self, method: str, path: str, query: Mapping[str, Any] | None = None,
-             body: Any = None, *, timeout: float | None = None) -> Any:
+             body: Any = None, *, timeout: float | None = DEFAULT) -> Any:
         """One request to `/v<version><path>`; the JSON answer (None for an empty one).
-        An error status is an `EngineAnswer`."""
+        An error status is an `EngineAnswer`. `timeout` None: wait as long as it takes."""
         data = json.dumps(body).encode() if body is not None else None
         status, _, answer = self._request(method, self._url(path, query), data,
                                           timeout=timeout)
@@ -96,9 +97,9 @@ class EngineSocket:
             raise _lost(self.path, exc) from None
 
     def _request(self, method: str, url: str, body: bytes | None = None, *,
-                 timeout: float | None = None) -> tuple[int, dict[str, str], bytes]:
+                 timeout: float | None = DEFAULT) -> tuple[int, dict[str, str], bytes]:
         sock, reader = self._open(method, url, body,
-                                  timeout if timeout is not None else self.timeout,
+                                  self.timeout if timeout == DEFAULT else timeout,
                                   "Connection: close\r\n")
         try:
             status, headers = _head(reader)

@@ -112,7 +112,6 @@ def package_files() -> list[tuple[str, Path]]:
 
 
 @cache
-@cache
 def builder_identity() -> str:
     """builder's version and a hash of its package files: what the image's builder is."""
     digest = hashlib.sha256()
