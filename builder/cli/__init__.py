@@ -118,8 +118,9 @@ def _fail(exc: BaseException) -> None:
 
 
 def _split_command(args: list[str]) -> tuple[list[str], list[str] | None]:
-    """`builder run [PATH] [opts] -- CMD ...`: what follows the first `--` is the command."""
-    if args[:1] == ["run"] and "--" in args:
+    """`builder run [PATH] [opts] -- CMD ...` and `builder runs rerun ID -- CMD ...`: what
+    follows the first `--` is the command."""
+    if (args[:1] == ["run"] or args[:2] == ["runs", "rerun"]) and "--" in args:
         index = args.index("--")
         return args[:index], args[index + 1 :]
     return args, None
