@@ -116,6 +116,10 @@ class RunDatabase:
                 self._connection.close()
             self._connection = None
 
+    def open(self) -> None:
+        """Open (or create) the database now: a bad file fails here, before anything else."""
+        self._db()
+
     # ---- writing -------------------------------------------------------------------------
 
     def insert(self, record: RunRecord) -> None:

@@ -87,7 +87,8 @@ class Recording:
         database = RunDatabase(home, keep=keep_limit(env))
         owner = Owner(database.directory, record.id)
         try:
-            owner.acquire()
+            database.open()
+            owner.acquire()  # before the record exists, so that no reader takes it for dead
             database.insert(record)
         except BaseException:
             owner.release()
