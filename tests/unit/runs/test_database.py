@@ -27,7 +27,8 @@ def database(tmp_path):
 
 
 def test_a_record_reads_back_as_written(database):
-    written = record("a1", status=FINISHED, exit_code=0, target="local", command=["python", "-c", "print('x')"],
+    written = record("a1", status=FINISHED, exit_code=0, target="local",
+                     command=["python", "-c", "print('x')"],
                      reasons=["1 file differs"], dirty_files=["main.py"],
                      repository_spec={"type": "git", "name": "app", "config": {"url": "u"}},
                      volumes={"/data": {"bind": "/data", "mode": "ro"}}, verify_download=True,
@@ -43,7 +44,7 @@ def test_a_unique_prefix_finds_a_run_and_anything_else_is_a_usage_error(database
     database.insert(record("f00"))
     assert database.find("F00").id.startswith("f00")
     assert database.find("abc2").id.startswith("abc2")
-    with pytest.raises(UsageError, match="ambiguous: it starts abc2.*abc1"):
+    with pytest.raises(UsageError, match=r"ambiguous: it starts abc2.*abc1"):
         database.find("ab")
     with pytest.raises(UsageError, match="no run 'dead'"):
         database.find("dead")

@@ -243,9 +243,10 @@ def test_the_run_id_is_an_annotation_of_the_job_and_a_label_of_a_service():
 
     plain = workload()
     recorded = replace(plain, run_id="0123456789abcdef" * 2)
-    manifest = k8s.job_manifest(recorded, token_secret_name(TOKEN))
+    secret = token_secret_name(TOKEN)
+    manifest, unrecorded = k8s.job_manifest(recorded, secret), k8s.job_manifest(plain, secret)
     assert manifest["metadata"]["annotations"]["org.builder/run-id"] == recorded.run_id
-    assert manifest["metadata"]["name"] == k8s.job_manifest(plain, "s")["metadata"]["name"]
-    assert "org.builder/run-id" not in k8s.job_manifest(plain, "s")["metadata"]["annotations"]
+    assert manifest["metadata"]["name"] == unrecorded["metadata"]["name"]
+    assert "org.builder/run-id" not in unrecorded["metadata"]["annotations"]
     assert service_plan(recorded).labels[SWARM_PREFIX + "run-id"] == recorded.run_id
     assert TOKEN not in json.dumps(manifest["metadata"])
