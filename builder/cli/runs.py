@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from builder.cli.output import emit, emit_json, message, table, warn
+from builder.cli.output import emit, emit_json, emit_json_lines, message, table, warn
 from builder.errors import UsageError
 from builder.runs.database import RunDatabase, database_path
 from builder.runs.records import RunRecord
@@ -41,7 +41,7 @@ def list_runs(
         with RunDatabase(home) as database:
             records = database.runs(project, limit or None)
     if json_output:
-        emit_json([record.to_json() for record in records])
+        emit_json_lines([record.to_json() for record in records])
     elif records:
         emit(list_table(records))
     else:

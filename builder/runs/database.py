@@ -130,9 +130,10 @@ class RunDatabase:
         marks = ", ".join("?" for _ in names)
         with self._write() as db:
             db.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})", values)
+            # By sequence number, not by counting rows: the cap costs an index lookup.
             db.execute(
                 "DELETE FROM runs WHERE status != 'running' AND seq <= "
-                "(SELECT seq FROM runs ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                "(SELECT max(seq) FROM runs) - ?",
                 (self.keep,),
             )
 

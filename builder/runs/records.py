@@ -89,7 +89,7 @@ class RunRecord:
         return f"{split_ref(self.image)[0]}@{self.image_digest}"
 
     def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}
         data["short_id"] = self.short_id
         data["result"] = self.result
         data["seconds"] = None if self.seconds is None else round(self.seconds, 3)
