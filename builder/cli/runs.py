@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from builder.cli.output import emit, emit_json, emit_json_lines, message, table, warn
+from builder.cli.output import emit, emit_json, message, table, warn
+from builder.cli.runs_report import DEFAULT_LIMIT, show_runs
 from builder.errors import UsageError
 from builder.runs.database import RunDatabase, database_path
 from builder.runs.records import RunRecord
@@ -18,7 +19,6 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-DEFAULT_LIMIT = 20
 
 
 @app.command("list")
@@ -30,22 +30,7 @@ def list_runs(
     json_output: bool = typer.Option(False, "--json", help="Print a JSON array."),
 ) -> None:
     """The recorded runs, newest first."""
-    from builder.cli.runs_report import list_table
-
-    if limit < 0:
-        raise UsageError(f"--limit {limit}: expected 0 (all) or more")
-    home = default_home()
-    records = []
-    if database_path(home).exists():
-        project = str(path.resolve()) if path is not None else None
-        with RunDatabase(home) as database:
-            records = database.runs(project, limit or None)
-    if json_output:
-        emit_json_lines([record.to_json() for record in records])
-    elif records:
-        emit(list_table(records))
-    else:
-        message("no runs recorded" + (f" for {path}" if path is not None else ""))
+    show_runs(path, limit, json_output)
 
 
 @app.command("show")

@@ -1,17 +1,45 @@
-"""What `builder runs list` and `builder runs show` print: a table of runs, one run's facts."""
+"""What `builder runs list` and `builder runs show` print: a table of runs, one run's facts.
+
+`show_runs` serves both the typer command and the `runs list` fast path (builder/cli).
+"""
 
 from __future__ import annotations
 
 import os
 import shlex
 from collections.abc import Sequence
+from pathlib import Path
 
-from builder.runs.recording import RUN_ID_LABEL
-from builder.runs.records import KILLED, RunRecord, local_time
+from builder.cli.output import emit, emit_json_lines, message
+from builder.errors import UsageError
+from builder.runs.database import RunDatabase, database_path
+from builder.runs.records import KILLED, RUN_ID_LABEL, RunRecord, local_time
+from builder.state.store import default_home
 
 COLUMNS = ("ID", "STARTED", "TOOK", "RESULT", "WHAT", "PROJECT", "MODE", "COMMIT", "DIRTY",
            "IMAGE ID", "DIGEST")
 DIRTY_WIDTH = 24
+
+
+DEFAULT_LIMIT = 20
+
+
+def show_runs(path: Path | None, limit: int, json_output: bool) -> None:
+    """`builder runs list`: newest first, at most `limit` (0: all), `path`'s only if given."""
+    if limit < 0:
+        raise UsageError(f"--limit {limit}: expected 0 (all) or more")
+    home = default_home()
+    records: list[RunRecord] = []
+    if database_path(home).exists():  # a reader never creates the database
+        project = str(path.resolve()) if path is not None else None
+        with RunDatabase(home) as database:
+            records = database.runs(project, limit or None)
+    if json_output:
+        emit_json_lines([record.to_json() for record in records])
+    elif records:
+        emit(list_table(records))
+    else:
+        message("no runs recorded" + (f" for {path}" if path is not None else ""))
 
 
 def list_table(records: Sequence[RunRecord]) -> str:

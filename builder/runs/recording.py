@@ -27,7 +27,7 @@ from builder.errors import BuilderError
 from builder.runs.ci import ci_context
 from builder.runs.database import RunDatabase
 from builder.runs.owners import Owner
-from builder.runs.records import EMITTED, FINISHED, RunRecord
+from builder.runs.records import EMITTED, FINISHED, RUN_ID_LABEL, RunRecord
 from builder.runs.retention import keep_limit
 from builder.state.secrets import redact
 
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from builder.images.engine import Engine
     from builder.targets.local import ContainerSpec
 
-RUN_ID_LABEL = "org.builder.run-id"
 MAX_DIRTY_FILES = 1000
 INTERRUPTED = 130
 

@@ -21,6 +21,7 @@ EMITTED = "emitted"  # --target kubernetes --emit: the Job runs in a cluster, ou
 STATUSES = (RUNNING, FINISHED, KILLED, EMITTED)
 KINDS = ("run", "build")
 SHORT_ID = 12
+RUN_ID_LABEL = "org.builder.run-id"  # on the container or service of a recorded run
 
 
 @dataclass

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -126,3 +129,32 @@ def test_prune_removes_what_is_older_than_the_age(world):
         done = world.builder("runs", "prune", "--older-than", bad)
         assert done.code == 2 and "--older-than" in one_error_line(done.stderr)
     assert world.builder("runs", "list", "--limit", "-1").code == 2
+
+
+def test_the_list_fast_path_and_typer_agree_and_the_fast_path_loads_no_cli_framework(world):
+    seed(world, record("aa"), record("bb", project="/srv/other"))
+    for fast, slow in [
+        (("runs", "list"), ("runs", "list", "--")),
+        (("runs", "list", "--json", "--limit", "1"), ("runs", "list", "--limit=1", "--json")),
+        (("runs", "list", "/srv/other", "--json"), ("runs", "list", "--json", "--", "/srv/other")),
+    ]:
+        quick, typed = world.builder(*fast), world.builder(*slow)
+        assert quick.code == typed.code == 0, (quick.stderr, typed.stderr)
+        assert quick.stdout == typed.stdout and quick.stdout
+    code = (
+        "import sys\n"
+        "from builder.cli import main\n"
+        "try:\n"
+        "    main(['runs', 'list', '--json'])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "print(sorted(m for m in ('typer', 'click', 'docker', 'yaml') if m in sys.modules),\n"
+        "      file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "BUILDER_HOME": str(world.home)}, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == "[]"
+    assert len(json.loads(done.stdout)) == 2
+    bad = world.builder("runs", "list", "--limit", "x")
+    assert bad.code == 2 and "--limit" in bad.stderr
