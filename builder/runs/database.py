@@ -75,6 +75,11 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("rerun_of", "rerun_of", "text"),
 )
 _COLUMN = {name: (column, kind) for name, column, kind in COLUMNS}
+_FIELDS = tuple(name for name, _, _ in COLUMNS)
+_SELECTED = ", ".join(column for _, column, _ in COLUMNS)
+_JSON_FIELDS = tuple(name for name, _, kind in COLUMNS if kind == "json")
+_EMPTY: dict[str, type] = {"command": list, "reasons": list, "dirty_files": list,
+                           "env_names": list, "volumes": dict}
 _SQL_TYPE = {"text": "TEXT", "real": "REAL", "int": "INTEGER", "json": "TEXT", "bool": "INTEGER"}
 _REQUIRED = {"id", "kind", "status", "started_at", "project_path"}
 _SCHEMA = (
@@ -193,9 +198,9 @@ class RunDatabase:
             params.append(limit)
         with self._errors():
             rows = self._db().execute(
-                f"SELECT * FROM runs {where} ORDER BY seq DESC{tail}", params
+                f"SELECT {_SELECTED} FROM runs {where} ORDER BY seq DESC{tail}", params
             ).fetchall()
-        return [_decode(row) for row in rows]
+        return _decode_all(rows)
 
     def find(self, prefix: str) -> RunRecord:
         """The one record whose id starts with `prefix` (a usage error if none or several)."""
@@ -206,18 +211,19 @@ class RunDatabase:
         self.reap()
         with self._errors():
             rows = self._db().execute(
-                "SELECT * FROM runs WHERE id >= ? AND id < ? ORDER BY seq DESC LIMIT ?",
+                f"SELECT {_SELECTED} FROM runs WHERE id >= ? AND id < ? ORDER BY seq DESC "
+                "LIMIT ?",
                 (wanted, wanted + "g", AMBIGUOUS_SHOWN + 1),
             ).fetchall()
         if not rows:
             raise UsageError(f"no run {prefix!r} in {self.path} (see `builder runs list`)")
         if len(rows) > 1:
-            shown = ", ".join(row["id"][:12] for row in rows[:AMBIGUOUS_SHOWN])
+            shown = ", ".join(row[0][:12] for row in rows[:AMBIGUOUS_SHOWN])
             more = ", ..." if len(rows) > AMBIGUOUS_SHOWN else ""
             raise UsageError(
                 f"run id {prefix!r} is ambiguous: it starts {shown}{more}; give more of it"
             )
-        return _decode(rows[0])
+        return _decode_all(rows)[0]
 
     def count(self) -> int:
         with self._errors():
@@ -237,7 +243,6 @@ class RunDatabase:
             db = sqlite3.connect(str(self.path), timeout=BUSY_SECONDS, isolation_level=None,
                                  check_same_thread=False)
             try:
-                db.row_factory = sqlite3.Row
                 version = int(db.execute("PRAGMA user_version").fetchone()[0])
                 application = int(db.execute("PRAGMA application_id").fetchone()[0])
                 if application != APPLICATION_ID:
@@ -355,22 +360,36 @@ def _redacted(value: Any) -> Any:
     return value
 
 
-def _decode(row: sqlite3.Row) -> RunRecord:
-    data: dict[str, Any] = {}
-    for name, column, kind in COLUMNS:
-        value = row[column]
-        if kind == "json" and value is not None:
+def _decode_all(rows: Sequence[Sequence[Any]]) -> list[RunRecord]:
+    """Rows as records; the JSON columns of all rows are parsed in one go (one C call instead
+    of seven per row), row by row only if some text does not parse."""
+    indexes = [_FIELDS.index(name) for name in _JSON_FIELDS]
+    text = "[" + ",".join(
+        "[" + ",".join(row[i] if row[i] is not None else "null" for i in indexes) + "]"
+        for row in rows
+    ) + "]"
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return [_decode(row) for row in rows]
+    return [_decode(row, values) for row, values in zip(rows, parsed, strict=True)]
+
+
+def _decode(row: Sequence[Any], parsed: Sequence[Any] | None = None) -> RunRecord:
+    """A row of `_SELECTED` (the columns in COLUMNS' order) as a record."""
+    data = dict(zip(_FIELDS, row, strict=True))
+    for position, name in enumerate(_JSON_FIELDS):
+        if parsed is not None:
+            value = parsed[position]
+        elif data[name] is not None:
             try:
-                value = json.loads(value)
+                value = json.loads(data[name])
             except ValueError:
                 value = None
-        elif kind == "bool":
-            value = bool(value)
-        if value is None and name in ("command", "reasons", "dirty_files", "env_names"):
-            value = []
-        elif value is None and name == "volumes":
-            value = {}
-        elif value is None and name == "subdirectory":
-            value = ""
-        data[name] = value
+        else:
+            value = None
+        data[name] = _EMPTY[name]() if value is None and name in _EMPTY else value
+    data["verify_download"] = bool(data["verify_download"])
+    if data["subdirectory"] is None:
+        data["subdirectory"] = ""
     return RunRecord(**data)

@@ -186,3 +186,15 @@ def test_a_known_secret_is_never_stored(tmp_path):
     for path in database_path(tmp_path).parent.iterdir():
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_a_field_that_does_not_parse_reads_empty_and_the_rest_of_the_list_is_intact(tmp_path):
+    with RunDatabase(tmp_path) as database:
+        database.insert(record("a1", status=FINISHED, command=["python", "a.py"]))
+        database.insert(record("b1", status=FINISHED, command=["python", "b.py"]))
+    with sqlite3.connect(database_path(tmp_path)) as raw:
+        raw.execute("UPDATE runs SET command = '[\"python\", ' WHERE id LIKE 'a1%'")
+    raw.close()
+    with RunDatabase(tmp_path) as database:
+        assert [(r.id[:2], r.command) for r in database.runs()] == [
+            ("b1", ["python", "b.py"]), ("a1", [])]
