@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -70,7 +69,7 @@ class Recording:
 
         env = os.environ if environ is None else environ
         record = RunRecord(
-            id=secrets.token_hex(16),
+            id=os.urandom(16).hex(),
             kind=kind,
             target=target,
             started_at=time.time(),
