@@ -265,14 +265,24 @@ def test_github_pygithub_contract(github_server: GitHubServer) -> None:
 
     top = f"octo-proj-{shas[0][:7]}/"
     link = r.get_archive_link("tarball", shas[0])
-    assert link.startswith(github_server.url + "/")
+    # Like codeload.github.com: another origin, so requests drops Authorization on the way.
+    assert link.startswith(f"{github_server.codeload_url}/octo/proj/legacy.tar.gz/{shas[0]}?")
+    assert github_server.codeload_url != github_server.url
     tar = requests.get(link, timeout=10)  # no Authorization: the link carries a token
     assert tar.status_code == 200
     assert tar_members(tar.content) == archive_members(repo, shas[0], top)
     zipped = requests.get(r.get_archive_link("zipball", shas[0]), timeout=10)
     assert zip_members(zipped.content) == archive_members(repo, shas[0], top, "zip")
-    # Without the token a private archive is a 404.
-    assert requests.get(link.split("?")[0], timeout=10).status_code == 404
+    # Without the URL's token a private archive is a 404, whatever header comes along.
+    auth = {"Authorization": f"token {github_server.token}"}
+    assert requests.get(link.split("?")[0], headers=auth, timeout=10).status_code == 404
+    assert github_server.codeload.authorizations == [auth["Authorization"]]
+    # The API follows the redirect itself without sending the token to codeload.
+    github_server.codeload.authorizations.clear()
+    followed = requests.get(f"{github_server.url}/repos/octo/proj/tarball/{shas[0]}",
+                            headers=auth, timeout=10)
+    assert followed.status_code == 200 and len(followed.history) == 1
+    assert github_server.codeload.authorizations == []
 
 
 def test_github_auth_and_headers(github_server: GitHubServer, tmp_path: Path) -> None:
@@ -444,13 +454,27 @@ def test_fault_rate_limits(github_server: GitHubServer, gitlab_server: GitLabSer
     assert exc.value.headers is not None
     assert exc.value.headers["x-ratelimit-remaining"] == "0"
     assert before + 119 <= int(exc.value.headers["x-ratelimit-reset"]) <= int(time.time()) + 121
-    assert "secondary rate limit" in str(exc.value.data)
+    assert exc.value.data["message"].startswith("API rate limit exceeded")
     assert gh(github_server).get_repo("octo/rl").name == "rl"
+
+    # A secondary limit: the message, requests still remaining, no Retry-After unless given.
+    github_server.secondary_rate_limit_next(1)
+    with pytest.raises(github.GithubException) as exc:
+        gh(github_server).get_repo("octo/rl")
+    assert exc.value.status == 403 and exc.value.headers is not None
+    assert "secondary rate limit" in exc.value.data["message"]
+    assert int(exc.value.headers["x-ratelimit-remaining"]) > 0
+    assert "retry-after" not in exc.value.headers
+    github_server.secondary_rate_limit_next(1, retry_after=9, status=429)
+    resp = requests.get(f"{github_server.url}/repos/octo/rl", timeout=10,
+                        headers={"Authorization": f"token {github_server.token}"})
+    assert resp.status_code == 429 and resp.headers["Retry-After"] == "9"
 
     github_server.too_many_requests_next(1, retry_after=7)
     resp = requests.get(f"{github_server.url}/user", timeout=10)
     assert resp.status_code == 429 and resp.headers["Retry-After"] == "7"
-    assert github_server.faults_fired == {"rate_limit": 1, "too_many_requests": 1}
+    assert github_server.faults_fired == {"rate_limit": 1, "secondary_rate_limit": 2,
+                                          "too_many_requests": 1}
 
     populated(gitlab_server, "grp/rl")
     gitlab_server.too_many_requests_next(1, retry_after=3)

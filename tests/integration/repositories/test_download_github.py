@@ -34,7 +34,7 @@ from tests.integration.code.test_download_common import (
 )
 
 TARBALL = r"/tarball/"
-CODELOAD = r"/_codeload/"
+CODELOAD = r"/legacy\.(?:tar\.gz|zip)/"
 
 
 def github_repo(server: GitHubServer, full: str = "octo/proj", token: str | None = "server",
