@@ -89,11 +89,13 @@ _JOB_TOKEN_ROUTES = re.compile(_P + r"/repository/files/.+/raw")  # job_token_al
 GITLAB_COM_ARCHIVE_LIMIT = 5
 ANONYMOUS_ARCHIVE_LIMIT = 100
 ARCHIVE_LIMIT_MESSAGE = "This archive has been requested too many times. Try again later."
+# workhorse/internal/git/archive.go setArchiveHeaders: zip is application/zip, the rest
+# application/octet-stream.
 _MIME = {
-    "tar.gz": "application/gzip",
-    "tar": "application/x-tar",
+    "tar.gz": "application/octet-stream",
+    "tar": "application/octet-stream",
     "zip": "application/zip",
-    "tar.bz2": "application/x-bzip2",
+    "tar.bz2": "application/octet-stream",
 }
 
 
