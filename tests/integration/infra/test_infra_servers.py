@@ -629,29 +629,30 @@ def test_gitlab_token_scopes_and_job_tokens(gitlab_server: GitLabServer, tmp_pat
     assert shas[3] in git("ls-remote", f"http://gitlab-ci-token:{job}@{host}/grp/tok.git").stdout
 
 
-def test_gitlab_com_archive_rate_limit(tmp_path: Path) -> None:
-    server = GitLabServer(tmp_path / "repos", work_dir=tmp_path / "work", gitlab_com=True)
-    server.start()
-    try:
-        _repo, shas = populated(server, "grp/lim")
-        now = [1_800_000_000.0 - 1_800_000_000 % 60 + 30]
-        server.clock = lambda: now[0]
-        url = f"{server.url}/api/v4/projects/grp%2Flim/repository/archive"
-        auth = {"PRIVATE-TOKEN": server.token}
-        answers = [requests.get(url, params={"sha": shas[0]}, headers=auth, timeout=10)
-                   for _ in range(6)]
-        assert [a.status_code for a in answers] == [200] * 5 + [429]
-        limited = answers[-1]
-        assert limited.json() == {"message": {"error": "This archive has been requested too "
-                                                       "many times. Try again later."}}
-        assert not any(h.lower().startswith(("retry-after", "ratelimit"))
-                       for h in limited.headers)
-        now[0] += 29  # the same minute: still limited, and counted
-        assert requests.get(url, headers=auth, timeout=10).status_code == 429
-        now[0] += 1  # the next whole minute
-        assert requests.get(url, headers=auth, timeout=10).status_code == 200
-    finally:
-        server.stop()
+def test_gitlab_com_archive_rate_limit(gitlab_com_server: GitLabServer) -> None:
+    server = gitlab_com_server
+    _repo, shas = populated(server, "grp/lim")
+    now = [1_800_000_000.0 - 1_800_000_000 % 60 + 30]
+    server.clock = lambda: now[0]
+    url = f"{server.url}/api/v4/projects/grp%2Flim/repository/archive"
+    auth = {"PRIVATE-TOKEN": server.token}
+    answers = [requests.get(url, params={"sha": shas[0]}, headers=auth, timeout=10)
+               for _ in range(6)]
+    assert [a.status_code for a in answers] == [200] * 5 + [429]
+    limited = answers[-1]
+    assert limited.json() == {"message": {"error": "This archive has been requested too "
+                                                   "many times. Try again later."}}
+    assert not any(h.lower().startswith(("retry-after", "ratelimit")) for h in limited.headers)
+    now[0] += 29  # the same minute: still limited, and counted
+    assert requests.get(url, headers=auth, timeout=10).status_code == 429
+    now[0] += 1  # the next whole minute
+    assert requests.get(url, headers=auth, timeout=10).status_code == 200
+    assert [requests.get(url, headers=auth, timeout=10).status_code
+            for _ in range(5)] == [200] * 4 + [429]
+    populated(server, "grp/other")
+    other = url.replace("grp%2Flim", "grp%2Fother")
+    assert requests.get(other, headers=auth, timeout=10).status_code == 200  # per project
+    assert requests.get(url, timeout=10).status_code == 404  # private: no anonymous count
 
 
 def test_github_recursive_tree_truncation(github_server: GitHubServer) -> None:

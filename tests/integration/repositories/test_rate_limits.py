@@ -8,7 +8,6 @@ what it said on stderr.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,25 +66,13 @@ def downloads(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def gitlab_com(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitLabServer]:
-    """A loopback gitlab.com: the archive limit of 5 a minute per project and user is on."""
-    base = tmp_path_factory.mktemp("gitlab-com")
-    server = GitLabServer(base / "repos", work_dir=base / "work", gitlab_com=True)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def project(gitlab_com: GitLabServer) -> tuple[GitLabServer, Any, str, FakeClock]:
-    handle = gitlab_com.create_repo("grp/proj")
+def project(gitlab_com_server: GitLabServer) -> tuple[GitLabServer, Any, str, FakeClock]:
+    handle = gitlab_com_server.create_repo("grp/proj")
     sha = commit_rich(handle)
     clock = FakeClock(MINUTE + 10)  # 10 s into a minute
-    gitlab_com.clock = clock.time
-    gitlab_com.reset_counts()
-    return gitlab_com, handle, sha, clock
+    gitlab_com_server.clock = clock.time
+    gitlab_com_server.reset_counts()
+    return gitlab_com_server, handle, sha, clock
 
 
 def test_the_sixth_archive_in_a_minute_waits_for_the_next_minute_and_says_why(
