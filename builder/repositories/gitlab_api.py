@@ -54,7 +54,6 @@ from builder.code.retry import (
     Retryable,
     RetryPolicy,
     check_status,
-    generic_rate_limit,
     named_wait,
 )
 from builder.errors import AuthenticationError, DownloadError, NotFoundError, RateLimitError
@@ -399,7 +398,7 @@ class _Client:
         self.last_headers = dict(response.headers)
 
     def attempt(self, fn: Callable[[], T], *, what: str, sha: str | None = None,
-                subdir: str = "", rate_limited: Any = generic_rate_limit) -> T:
+                subdir: str = "", rate_limited: Any = None) -> T:
         """One try of a python-gitlab call: errors become builder's, transient ones Retryable."""
         import gitlab
         import requests
@@ -415,7 +414,7 @@ class _Client:
             check_status(status, self.last_headers, message, what=what,
                          final=lambda code, text: _final_error(self.repo, code, text, sha,
                                                                subdir),
-                         rate_limited=rate_limited)
+                         rate_limited=rate_limited or _rate_limit)
             raise DownloadError(f"{what}: unexpected answer HTTP {status}") from None
         except requests.RequestException as exc:
             raise Retryable(DownloadError(f"{what}: {network_failure(exc)}")) from None
@@ -433,17 +432,26 @@ def _message_text(message: Any) -> str:
     return str(message or "")
 
 
+def _rate_limit(status: int, headers: Mapping[str, Any] | None, message: str, *,
+                what: str, archive: bool = False) -> Retryable:
+    """GitLab's limits: its Rack::Attack throttles name their wait (Retry-After), which is
+    honoured; its application limits (ApplicationRateLimiter, the archive's among them) answer
+    429 with no header at all and count fixed windows, mostly of a minute, so builder waits for
+    the next whole minute rather than retrying fast."""
+    detail = f": {redact(message)}" if message else ""
+    error = RateLimitError(f"{what}: rate limited by GitLab (HTTP {status}{detail})")
+    advice = ARCHIVE_ADVICE if archive else ""
+    reason = ARCHIVE_LIMIT if archive else ("GitLab's limit names no wait; its limits count "
+                                            "whole clock minutes")
+    return (named_wait(error, headers, reason="GitLab asks to wait (Retry-After)", advice=advice)
+            or Retryable(error, window=60.0, spread=3.0, reason=reason, advice=advice))
+
+
 def _archive_rate_limit(status: int, headers: Mapping[str, Any] | None, message: str, *,
                         what: str) -> Retryable:
     """The archive limit: gitlab.com answers 429 with a JSON message and no Retry-After or
-    RateLimit-* headers (lib/api/repositories.rb, API::Helpers::RateLimiter); a limit that
-    names a wait (GitLab's Rack::Attack throttles do) is waited out as named."""
-    detail = f": {redact(message)}" if message else ""
-    error = RateLimitError(f"{what}: rate limited by GitLab (HTTP {status}{detail})")
-    return (named_wait(error, headers, reason="GitLab asks to wait (Retry-After)",
-                       advice=ARCHIVE_ADVICE)
-            or Retryable(error, window=60.0, spread=3.0, reason=ARCHIVE_LIMIT,
-                         advice=ARCHIVE_ADVICE))
+    RateLimit-* headers (lib/api/repositories.rb, API::Helpers::RateLimiter)."""
+    return _rate_limit(status, headers, message, what=what, archive=True)
 
 
 def _what(repo: GitLabProject, sha: str | None = None) -> str:

@@ -107,7 +107,8 @@ class GitLabServer(LoopbackServer):
     token_headers = ("PRIVATE-TOKEN",)
     #: Answer compares as GitLab does when it gives up on a large one: `compare_timeout`.
     compare_times_out = False
-    version = "17.0.0"
+    # 17.7 and later answer repository/tree of a missing path with 404 (before: 200 and []).
+    version = "17.7.0"
 
     def __init__(self, *args: Any, relative_root: str = "", gitlab_com: bool = False,
                  **kwargs: Any) -> None:

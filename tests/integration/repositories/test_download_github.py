@@ -85,6 +85,9 @@ def test_whole_tree_equals_git_archive_in_two_requests(rich: Any, downloads: Pat
     assert "app/empty_dir" not in snapshot(result)  # git does not track empty directories
     assert server.request_count == 2
     assert server.count(TARBALL) == 1 and server.count(CODELOAD) == 1
+    # The archive came from the codeload origin on the URL's one-off token alone: the token
+    # itself never went there.
+    assert server.codeload.authorizations == []
 
 
 def test_subdirectory_equals_git_archive_of_its_tree(rich: Any, downloads: Path) -> None:
