@@ -72,8 +72,11 @@ def _run_on_target(
 ) -> int:
     """--target swarm: run as a service, return its task's code; kubernetes: print manifests."""
     import sys
+    from dataclasses import replace
 
+    from builder.cli.run_local import env_names
     from builder.images.engine import Engine
+    from builder.runs.recording import recorded
     from builder.state.settings import load_settings
     from builder.state.store import Store
     from builder.targets import check_options, prepare, require_registry
@@ -86,22 +89,31 @@ def _run_on_target(
     else:
         require_registry(load_settings(path), target)  # bad input first: exit 2, no engine
     store = Store.default()
-    engine = Engine.connect()
-    try:
-        if target == "swarm":
-            from builder.targets import swarm
+    with recorded(store.home, kind="run", target=target, path=path, command=options.command,
+                  env_names=env_names(options.environment)) as recording:
+        engine = Engine.connect()
+        try:
+            if target == "swarm":
+                from builder.targets import swarm
 
-            swarm.require_manager(engine.client)
-        workload = prepare(
-            path, target, options, no_reuse=no_reuse, store=store, engine=engine,
-            registry_required=target == "swarm", message=message, warn=warn,
-            environ=os.environ,
-        )
-        if target == "swarm":
-            return swarm.run_service(
-                engine.client, workload, log=lambda line: message(f"builder: {line}")
+                swarm.require_manager(engine.client)
+            workload = prepare(
+                path, target, options, no_reuse=no_reuse, store=store, engine=engine,
+                registry_required=target == "swarm", message=message, warn=warn,
+                environ=os.environ,
+                on_built=lambda result, spec: recording.built(result, engine, spec),
             )
-        kubernetes.emit(workload, include_secret=include_secret, out=sys.stdout, message=message)
-        return 0
-    finally:
-        engine.close()
+            workload = replace(workload, run_id=recording.id)
+            message(f"builder: run {recording.record.short_id}")
+            if target == "swarm":
+                code = swarm.run_service(
+                    engine.client, workload, log=lambda line: message(f"builder: {line}")
+                )
+                recording.finish(code)
+                return code
+            kubernetes.emit(workload, include_secret=include_secret, out=sys.stdout,
+                            message=message)
+            recording.emitted()
+            return 0
+        finally:
+            engine.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from builder.images.engine import Engine
     from builder.targets.local import RunOptions
@@ -95,9 +95,15 @@ def fast_path(args: list[str]) -> int | None:
         forget_early()
 
 
+def env_names(items: Sequence[str]) -> list[str]:
+    """The names of `-e K=V` / `-e K`: a run record keeps names, never values."""
+    return [item.partition("=")[0] for item in items]
+
+
 def run_local(path: Path, options: RunOptions, *, push: bool, no_reuse: bool,
               connect: Callable[[], Engine] | None = None) -> int:
-    """Build as `builder build` does, run the container, return its exit code.
+    """Build as `builder build` does, run the container, return its exit code; the run is
+    recorded (`builder runs`).
 
     The engine is connected in the background while the project is looked at; with `push`,
     what was built is pushed while the container runs (the local run needs only the local
@@ -105,46 +111,60 @@ def run_local(path: Path, options: RunOptions, *, push: bool, no_reuse: bool,
     if the program succeeded.
     """
     import threading
+    from dataclasses import replace
 
     from builder.cli.output import message, warn
     from builder.images.engine import Engine
+    from builder.runs.recording import image_identity, recorded
     from builder.state.store import Store
     from builder.targets.local import build_for_run, run_container, token_file
 
     store = Store.default()
     connect = connect or Engine.connect_soon()
     try:
-        result, spec = build_for_run(path, options, push=push, no_reuse=no_reuse, store=store,
-                                     connect=connect, warn=warn, message=message,
-                                     environ=os.environ, defer_push=True)
-        failure: list[BaseException] = []
+        with recorded(store.home, kind="run", target="local", path=path,
+                      command=options.command,
+                      env_names=env_names(options.environment)) as recording:
+            result, spec = build_for_run(path, options, push=push, no_reuse=no_reuse,
+                                         store=store, connect=connect, warn=warn,
+                                         message=message, environ=os.environ,
+                                         defer_push=True)
+            engine = connect()
+            recording.built(result, engine, spec)
+            message(f"builder: run {recording.record.short_id}")
+            failure: list[BaseException] = []
 
-        def push_now() -> None:
-            try:
-                pushed = result.push()
-            except BaseException as exc:  # reported below, after the program's output
-                failure.append(exc)
-            else:
-                if pushed:
-                    message(f"builder: pushed {', '.join(pushed)}")
+            def push_now() -> None:
+                try:
+                    pushed = result.push()
+                except BaseException as exc:  # reported below, after the program's output
+                    failure.append(exc)
+                else:
+                    if pushed:
+                        message(f"builder: pushed {', '.join(pushed)}")
 
-        pushing = threading.Thread(target=push_now, name="builder-push", daemon=True)
-        if push:
-            pushing.start()
-        with token_file(spec.token, store.home / "run") as token_path:
-            code = run_container(connect(), spec, token_path,
-                                 log=lambda line: message(f"builder: {line}"))
-        if push:
-            pushing.join()
-        if failure:
-            from builder.errors import BuilderError
+            pushing = threading.Thread(target=push_now, name="builder-push", daemon=True)
+            if push:
+                pushing.start()
+            with token_file(spec.token, store.home / "run") as token_path:
+                code = run_container(engine, replace(spec, labels=recording.labels()),
+                                     token_path, log=lambda line: message(f"builder: {line}"))
+            if push:
+                pushing.join()
+                if result.pushed and not recording.record.image_digest:
+                    recording.update(image_digest=image_identity(engine, result.image)[1])
+            if failure:
+                from builder.errors import BuilderError
 
-            error = failure[0]
-            if not isinstance(error, BuilderError):
-                raise error
-            message(f"builder: error: {' '.join(str(error).split())}")
-            return code or error.exit_code
-        return code
+                error = failure[0]
+                if not isinstance(error, BuilderError):
+                    raise error
+                message(f"builder: error: {' '.join(str(error).split())}")
+                code = code or error.exit_code
+                recording.finish(code, error=str(error))
+                return code
+            recording.finish(code)
+            return code
     finally:
         with contextlib.suppress(Exception):  # no engine: nothing to close
             connect().close()

@@ -53,6 +53,9 @@ class Engine:
         self._client = client
         self.socket = socket
         self.timeout = timeout
+        # What `inspect` said of each image, until builder changes it (pull, push, load,
+        # build, remove): one command asks once.
+        self._images: dict[str, dict[str, Any]] = {}
 
     @property
     def client(self) -> docker.DockerClient:
@@ -122,6 +125,15 @@ class Engine:
     # ---- images --------------------------------------------------------------------------
 
     def inspect(self, ref: str) -> dict[str, Any] | None:
+        """What the engine says of an image (`docker inspect`), or None if it has none."""
+        if ref not in self._images:
+            data = self._inspect(ref)
+            if data is None:
+                return None
+            self._images[ref] = data
+        return dict(self._images[ref])
+
+    def _inspect(self, ref: str) -> dict[str, Any] | None:
         if self.socket is not None:
             try:
                 return dict(self.socket.call("GET", f"/images/{path_part(ref)}/json"))
@@ -145,6 +157,8 @@ class Engine:
         """Pull ref; None on success, else why not (not found, registry unreachable...)."""
         import docker
 
+        self._images.pop(ref, None)
+
         from builder.images.names import split_ref
 
         repository, tag = split_ref(ref)
@@ -166,6 +180,8 @@ class Engine:
     def push(self, ref: str, progress: Progress | None = None) -> str:
         """Push ref; return the registry's manifest digest."""
         import docker
+
+        self._images.pop(ref, None)  # its RepoDigests change
 
         from builder.images.names import split_ref
 
@@ -203,12 +219,16 @@ class Engine:
     def remove(self, ref: str) -> None:
         import docker
 
+        self._images.pop(ref, None)
+
         with contextlib.suppress(docker.errors.NotFound):
             self.api.remove_image(ref, force=True, noprune=False)
 
     def load(self, archive: IO[bytes], ref: str) -> None:
         """`docker load` of an archive in `docker save`'s format that tags `ref`."""
         import docker
+
+        self._images.pop(ref, None)
 
         try:
             with self._errors(f"load {ref}"):
@@ -225,6 +245,8 @@ class Engine:
               network_mode: str | None = None) -> str:
         """Build from a tar context; return the image id. A failing step is a BuildError."""
         import docker
+
+        self._images.pop(tag, None)
 
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         step = ""

@@ -2,8 +2,7 @@
 
 Each image is looked up in the local engine, then in the registry (if one is configured),
 and built only when neither has it. Lookup and build of one image hold a file lock under
-`$BUILDER_HOME/locks`, so concurrent builds of the same project build each image once. What
-the engine said about an image (`docker inspect`) is kept, so nothing asks twice.
+`$BUILDER_HOME/locks`, so concurrent builds of the same project build each image once.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ class ImageBuilds:
         self.progress = progress
         self.sources: dict[str, Source] = {}
         self.built: list[str] = []
-        self._inspected: dict[str, dict[str, Any]] = {}
         self._specs: dict[str, ImageSpec] = {}
 
     def ensure(self, ref: str, what: str, build: Callable[[], None], *,
@@ -64,15 +62,9 @@ class ImageBuilds:
     def remember(self, ref: str, spec: ImageSpec) -> None:
         """An image builder made itself: its spec is known without asking the engine."""
         self._specs[ref] = spec
-        self._inspected.pop(ref, None)
 
-    def _inspect(self, ref: str, *, fresh: bool = False) -> dict[str, Any] | None:
-        if fresh or ref not in self._inspected:
-            data = self.engine.inspect(ref)
-            if data is None:
-                return None
-            self._inspected[ref] = data
-        return self._inspected[ref]
+    def _inspect(self, ref: str) -> dict[str, Any] | None:
+        return self.engine.inspect(ref)
 
     def _find(self, ref: str, what: str) -> Source | None:
         if self._inspect(ref):

@@ -276,17 +276,13 @@ def test_sigterm_reaches_the_program_and_no_token_is_visible(story, docker_clien
         stderr=subprocess.PIPE,
         text=True,
     )
-    def ours(every: bool = False) -> list[Any]:
-        # The engine is shared (other tests, other checkouts): this run's container is the
-        # one that mounts a token file from this story's home.
-        found = docker_client.containers.list(all=every, filters={"label": "builder.run=1"})
-        return [c for c in found
-                if any(str(story.home) in m.get("Source", "") for m in c.attrs["Mounts"])]
-
+    label = ""
     try:
         assert process.stdout is not None
         assert process.stdout.readline().strip() == "ready"
-        running = ours()
+        # this run's container, by the run record's label (other builders share the engine)
+        label = f"org.builder.run-id={newest_run_id(story)}"
+        running = docker_client.containers.list(filters={"label": label})
         assert len(running) == 1
         attrs = json.dumps(running[0].attrs)
         assert story.server.token not in attrs
@@ -296,11 +292,20 @@ def test_sigterm_reaches_the_program_and_no_token_is_visible(story, docker_clien
     finally:
         if process.poll() is None:
             process.kill()
-            for container in ours(every=True):
-                container.remove(force=True)
+            if label:  # builder cannot remove what it ran any more: the test does
+                for container in docker_client.containers.list(all=True,
+                                                               filters={"label": label}):
+                    container.remove(force=True)
     assert "got SIGTERM" in out
     assert process.returncode == 42, err
-    assert ours(every=True) == []
+    assert docker_client.containers.list(all=True, filters={"label": label}) == []
+
+
+def newest_run_id(story: Story) -> str:
+    from builder.runs.database import RunDatabase
+
+    with RunDatabase(story.home) as database:
+        return database.runs(limit=1)[0].id
 
 
 def test_a_wrong_token_fails_the_container_clearly(story):
