@@ -78,7 +78,7 @@ def rerun(
                     f"({record.mode}, commit {(record.commit or '-')[:12]}, image "
                     f"{spec.image[:19]})")
             with token_file(spec.token, store.home / "run") as token_path:
-                code = run_container(engine.client, replace(spec, labels=recording.labels()),
+                code = run_container(engine, replace(spec, labels=recording.labels()),
                                      token_path, log=_log)
             recording.finish(code)
     finally:

@@ -17,9 +17,12 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder.errors import EngineError, UsageError
+
+if TYPE_CHECKING:
+    from builder.images.engine import Engine
 
 CACHE_VOLUME = "builder-cache"
 CACHE_MOUNT = "/var/cache/builder"
@@ -195,7 +198,8 @@ def token_file(token: str | None, home: Path) -> Iterator[Path | None]:
         directory.rmdir()
 
 
-def run_container(engine: Any, spec: ContainerSpec, token_path: Path | None, log: Any) -> int:
+def run_container(engine: Engine, spec: ContainerSpec, token_path: Path | None,
+                  log: Any) -> int:
     """Start the container, stream its output, return its exit code; always remove it.
 
     SIGINT or SIGTERM stops the container (SIGTERM to the program, SIGKILL after
@@ -232,7 +236,7 @@ def run_container(engine: Any, spec: ContainerSpec, token_path: Path | None, log
 
 
 class _Stopper:
-    def __init__(self, engine: Any, container: str, log: Any) -> None:
+    def __init__(self, engine: Engine, container: str, log: Any) -> None:
         self.engine = engine
         self.container = container
         self.log = log
