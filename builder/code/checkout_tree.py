@@ -12,22 +12,29 @@ knows to be unchanged:
   unchanged keeps the commit's entry; any other is hashed from the work tree.
 
 The commit's blobs are read from git (`CatFile`), the other files from the work tree.
-`read_checkout_tree` answers None when the two layers cannot describe the tree exactly (a
-submodule below the project, or a commit whose `.dockerignore` git cannot parse): the caller
-then bakes every file from the work tree in one layer.
+`read_checkout_tree` answers None when the two layers cannot describe the tree exactly: a
+submodule below the project, a commit whose `.dockerignore` git cannot parse, or files that
+git writes differently from their blobs (a content filter such as Git LFS, line endings
+converted to CRLF, `ident`, another working-tree encoding), where what the developer sees is
+the work tree's. The caller then bakes every file from the work tree in one layer.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection
 from pathlib import Path
 from typing import NamedTuple
 
 from builder.code.dockerignore import IGNORE_FILE, DockerIgnore
 from builder.code.files import describe, git_paths
-from builder.code.gitcmd import CatFile, start_git
+from builder.code.gitcmd import CatFile, GitProcess, split_z, start_git
 from builder.code.treediff import SHIPPED_MODES, SYMLINK, Listing, TreeDiff, diff_trees, tree_digest
 from builder.errors import UsageError
+
+# What may make git write a file differently from its blob (gitattributes(5)).
+_CONVERTING = ("filter", "text", "eol", "ident", "working-tree-encoding")
+_CONVERSION_CONFIG = ("config", "-z", "--get-regexp", r"^core\.(autocrlf|eol|attributesfile)$")
 
 
 class CheckoutTree(NamedTuple):
@@ -68,9 +75,12 @@ def read_checkout_tree(top: Path, project_dir: Path, commit: str,
     subdirectory = "" if subdirectory == "." else subdirectory
     args = ["ls-tree", "-r", "-z", "--full-tree", commit]
     listing_process = start_git([*args, "--", subdirectory] if subdirectory else args, top)
+    config = start_git(_CONVERSION_CONFIG, top)
+    attributes = start_git(["rev-parse", "--git-path", "info/attributes"], top)
     candidates = git_paths(project_dir)
     listing = _listing(listing_process.result(), subdirectory)
-    if listing is None:
+    if listing is None or _converts(top, project_dir, subdirectory, listing, config,
+                                    attributes):
         return None
     committed = _committed(top, listing)
     if committed is None:
@@ -89,6 +99,50 @@ def read_checkout_tree(top: Path, project_dir: Path, commit: str,
     for found in describe(project_dir, to_hash, algorithm):
         working[found.path] = (found.git_mode, found.oid)
     return CheckoutTree(top, project_dir, commit, committed, working, frozenset(to_hash))
+
+
+def _converts(top: Path, project_dir: Path, subdirectory: str, listing: Listing,
+              config: GitProcess, attributes: GitProcess) -> bool:
+    """Whether git may write some file of `listing` differently from its blob."""
+    settings = {}
+    for item in split_z(config.wait()[1]):
+        key, _, value = item.partition("\n")
+        settings[key.lower()] = value.strip().lower()
+    if settings.get("core.autocrlf") in ("true", "1", "yes", "on"):
+        return True
+    files = [Path(attributes.result().decode().strip()), _global_attributes(settings)]
+    folder = project_dir
+    while True:  # the project's own folders and those above it, up to the top level
+        files.append(folder / ".gitattributes")
+        if folder == top:
+            break
+        folder = folder.parent
+    if not any(path.rsplit("/", 1)[-1] == ".gitattributes" for path in listing) and not any(
+            (top / path).is_file() for path in files):
+        return False
+    prefix = f"{subdirectory}/" if subdirectory else ""
+    paths = "".join(f"{prefix}{path}\0" for path in listing).encode()
+    answer = split_z(start_git(["check-attr", "-z", "--stdin", *_CONVERTING], top,
+                               stdin=paths).result())
+    crlf = settings.get("core.eol") == "crlf"
+    for index in range(0, len(answer) - 2, 3):
+        attribute, value = answer[index + 1], answer[index + 2]
+        if value in ("unspecified", "unset"):
+            continue
+        if attribute in ("filter", "working-tree-encoding") or (
+                attribute == "ident" and value == "set") or (
+                attribute == "eol" and value == "crlf") or (
+                attribute == "text" and crlf):
+            return True
+    return False
+
+
+def _global_attributes(settings: dict[str, str]) -> Path:
+    configured = settings.get("core.attributesfile")
+    if configured:
+        return Path(os.path.expanduser(configured))
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    return Path(base) / "git" / "attributes"
 
 
 def _listing(output: bytes, subdirectory: str) -> Listing | None:

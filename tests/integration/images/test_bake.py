@@ -219,3 +219,23 @@ def test_a_submodule_below_the_project_bakes_every_file_in_one_layer(world, name
                                                                  result["base_image"])
     files = container_files(docker_client, result["image"])
     assert files["vendor/lib/lib.py"][0] == "file" and "main.py" in files
+
+
+def test_files_that_git_converts_are_baked_as_the_work_tree_has_them(world, names,
+                                                                    docker_client):
+    """With CRLF line endings on checkout (or an LFS filter), the blob is not the file the
+    developer sees: the work tree's file ships, in one layer."""
+    project = world.project("work", files={"builder.yaml": yaml(names()),
+                                           "requirements.txt": "six\n",
+                                           "notes.txt": "one\ntwo\n"})
+    (project / ".gitattributes").write_text("*.txt eol=crlf\n")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "line endings")
+    (project / "notes.txt").unlink()
+    git(project, "checkout", "--", "notes.txt")  # written again, with CRLF
+    assert (project / "notes.txt").read_bytes() == b"one\r\ntwo\r\n"
+    result = built(world, project)
+    assert not any(":tree-" in ref for ref in result["built"])
+    output = docker_client.containers.run(result["image"], ["cat", f"{CODE_DIR}/notes.txt"],
+                                          entrypoint=[], remove=True)
+    assert output == b"one\r\ntwo\r\n"
