@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from builder.decide.decision import Facts, Plan, decide
 from builder.decide.facts import FactsGathering
+from builder.project.sources import DependencySource, detect_source
 from builder.repositories.base import BaseCodeRepository
 from builder.state.settings import Settings, load_settings
 from builder.state.store import Store
@@ -18,6 +19,8 @@ class ProjectPlan(NamedTuple):
     facts: Facts
     plan: Plan
     repositories: dict[str, BaseCodeRepository]
+    dependencies: DependencySource | None = None  # where the dependencies come from
+    project: dict[str, Any] | None = None  # the project installed beside the code, if any
 
     @property
     def repository(self) -> BaseCodeRepository | None:
@@ -39,11 +42,35 @@ def plan_project(
         gathering = FactsGathering.start(path, store=store, no_reuse=no_reuse, warn=warn)
     try:
         settings = load_settings(path)
+        dependencies = detect_source(settings)
+        project = describe_project(settings)
     except BaseException:
         gathering.cancel()
         raise
     facts, repositories = gathering.finish()
-    return ProjectPlan(settings, facts, decide(facts), repositories)
+    return ProjectPlan(settings, facts, decide(facts), repositories, dependencies, project)
+
+
+def describe_project(settings: Settings) -> dict[str, Any] | None:
+    """The project as it will be installed beside the code (None when it is not)."""
+    if not settings.install_project:
+        return None
+    from builder.project.metadata import describe
+
+    return describe(settings.project_dir)
+
+
+def project_json(dependencies: DependencySource | None,
+                 project: dict[str, Any] | None) -> dict[str, Any]:
+    """The extra keys of the JSON object: the dependency source and the project installed."""
+    summary = None
+    if project is not None:
+        scripts = project["entry_points"].get("console_scripts", {})
+        summary = {"name": project["name"], "version": project["version"],
+                   "import_roots": [root or "." for root in project["roots"]],
+                   "scripts": sorted(scripts)}
+    return {"dependencies": dependencies.to_json() if dependencies else None,
+            "project": summary}
 
 
 def plan_json(

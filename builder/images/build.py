@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from builder.decide.planning import ProjectPlan, plan_json, plan_project
+from builder.decide.planning import ProjectPlan, plan_json, plan_project, project_json
 from builder.errors import UsageError
 from builder.images import names
 from builder.images.checksum import code_key
@@ -61,9 +61,10 @@ class BuildResult:
         return lines + [f"builder:   - {reason}" for reason in self.project.plan.reasons]
 
     def to_json(self) -> dict[str, Any]:
-        return plan_json(self.project.plan, checksum=self.checksum, base_image=self.base_image,
-                         image=self.image, built=self.built, pushed=self.pushed,
-                         seconds=self.seconds)
+        return {**plan_json(self.project.plan, checksum=self.checksum,
+                            base_image=self.base_image, image=self.image, built=self.built,
+                            pushed=self.pushed, seconds=self.seconds),
+                **project_json(self.project.dependencies, self.project.project)}
 
 
 def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = False,
@@ -84,7 +85,10 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
     try:
         parent = resolve_parent(engine, settings.parent_image, store.home,
                                 settings_file=settings.file, log=progress.note)
-        recipe = gather_base(settings, parent, _repositories(project, store))
+        if project.dependencies is not None:
+            progress.note(f"dependencies: {project.dependencies.describe()}")
+        recipe = gather_base(settings, parent, _repositories(project, store),
+                             source=project.dependencies, cache=store.home / "cache" / "uv-export")
         base = names.base_ref(settings.name, registry, recipe.checksum)
         builds = _Builds(engine, store.home, registry, progress)
         labels = _labels(project, recipe.checksum)
@@ -113,6 +117,10 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
                     else:
                         context.add_file(name, files.root / entry.path,
                                          executable=entry.kind == "exec", digest=entry.digest)
+                if recipe.project_dir and project.project is not None \
+                        and any(entry.path == "pyproject.toml" for entry in files.entries):
+                    _add_project_install(context, project.project, settings.code_dir,
+                                         recipe.project_dir)
                 _build(engine, context, code, progress,
                        f"baking {len(files.entries)} files into {code}", nocache=no_reuse)
 
@@ -131,6 +139,16 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
             engine.close()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _add_project_install(context: ContextBuilder, info: dict[str, Any], code_dir: str,
+                         project_dir: str) -> None:
+    """The project's install in the code layer, as the entrypoint writes it in reuse mode."""
+    from builder.project.install import render
+
+    target = context.add_rooted("code", project_dir)
+    for relative, data, mode in render(info, code_dir, project_dir):
+        context.add_bytes(f"{target}/{relative}", data, mode)
 
 
 def _repositories(project: ProjectPlan, store: Store) -> dict[str, tuple[str, BaseCodeRepository]]:

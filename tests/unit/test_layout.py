@@ -12,6 +12,7 @@ LAYERS = [
     ["targets"],
     ["images"],
     ["decide", "container"],
+    ["project"],
     ["repositories"],
     ["code"],
     ["state"],
