@@ -103,7 +103,7 @@ def _uv(uv: str, arguments: list[str], directory: Path) -> subprocess.CompletedP
         return subprocess.run([uv, *arguments], cwd=directory, env=env, capture_output=True,
                               text=True, timeout=UV_TIMEOUT, check=False,
                               stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
+    except OSError:
         raise UsageError(f"uv ({uv}) cannot be run: install builder's `uv` extra or set "
                          "BUILDER_UV") from None
     except subprocess.TimeoutExpired:
