@@ -51,7 +51,8 @@ def test_a_lock_that_does_not_match_is_one_line_naming_it(project, change):
     path.write_text(path.read_text().replace(*change))
     with pytest.raises(UsageError) as caught:
         uv_pins(project)
-    assert str(caught.value) == f"{project / 'uv.lock'}: does not match pyproject.toml: run `uv lock`"
+    lock = project / "uv.lock"
+    assert str(caught.value) == f"{lock}: does not match pyproject.toml: run `uv lock`"
 
 
 def test_an_unknown_extra_names_builder_yaml_keys(project):

@@ -84,7 +84,7 @@ def test_unknown_extras_and_groups_name_what_exists(extras, groups, message):
 
 
 def test_an_invalid_requirement_names_the_file():
-    with pytest.raises(UsageError, match="pyproject.toml: requirement 'six>>1' is not valid"):
+    with pytest.raises(UsageError, match=r"pyproject\.toml: requirement 'six>>1' is not valid"):
         declared_requirements({"project": {"name": "a", "dependencies": ["six>>1"]}}, WHERE)
 
 

@@ -23,7 +23,12 @@ my-hello = "my_app.cli:main"
 requires = ["hatchling"]
 build-backend = "hatchling.build"
 """
-CLI = "import importlib.metadata\n\ndef main():\n    print('hello', importlib.metadata.version('my-app'))\n    return 3\n"
+CLI = """import importlib.metadata
+
+def main():
+    print('hello', importlib.metadata.version('my-app'))
+    return 3
+"""
 
 
 def project(root: Path, version: str = "1.0") -> Path:

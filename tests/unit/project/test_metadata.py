@@ -76,7 +76,8 @@ def test_version_static_or_read_from_a_file_without_importing(tmp_path, files, v
 def test_entry_points_and_requirements(tmp_path):
     info = describe(tree(tmp_path, {"pyproject.toml": (
         '[project]\nname = "a"\nversion = "1"\ndescription = "two\\n lines"\n'
-        'dependencies = ["six"]\n[project.optional-dependencies]\nx = ["idna; os_name == \'posix\'"]\n'
+        'dependencies = ["six"]\n[project.optional-dependencies]\n'
+        'x = ["idna; os_name == \'posix\'"]\n'
         '[project.scripts]\nhello = "a.cli:main"\n[project.gui-scripts]\nwin = "a.gui:run"\n'
         '[project.entry-points."a.plugins"]\np = "a.plugin"\n')}))
     assert info is not None
