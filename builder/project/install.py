@@ -14,17 +14,21 @@ Two parts (README "Project formats"):
 
 Nothing of the project's build backend runs, so a version-only commit needs no image, and
 `importlib.metadata.version()` tells the version of the code that runs. This module runs
-at every container start: it needs only `os`, `json`, `hashlib` and `base64`.
+at every container start: it imports only what the warm start has loaded already (`os`,
+`json`, `re`, `hashlib`) and `binascii`; `typing` alone would cost more than the install.
 """
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import json
 import os
 import re
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PROJECT_DIR_NAME = ".builder-project"
 HOOK_MODULE = "_builder_project"
@@ -96,7 +100,7 @@ def render(info: dict[str, Any], code_dir: str, project_dir: str) -> list[tuple[
     for file_name, text in dist_files.items():
         data = text.encode("utf-8")
         files.append((f"site/{dist_info}/{file_name}", data, 0o644))
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        digest = _record_hash(data)
         record.append(f"{dist_info}/{file_name},sha256={digest},{len(data)}\n")
     record.append(f"{dist_info}/RECORD,,\n")
     files.append((f"site/{dist_info}/RECORD", "".join(record).encode("utf-8"), 0o644))
@@ -190,6 +194,12 @@ def _wrapper(reference: str) -> str:
     head = attribute.split(".", 1)[0]
     return (f"{WRAPPER_SHEBANG}\nimport sys\n\nfrom {module} import {head}\n\n"
             f"if __name__ == \"__main__\":\n    sys.exit({attribute}())\n")
+
+
+def _record_hash(data: bytes) -> str:
+    """RECORD's hash: urlsafe base64 of the sha256, without padding (PEP 376, PEP 627)."""
+    encoded = binascii.b2a_base64(hashlib.sha256(data).digest(), newline=False).decode()
+    return encoded.rstrip("=").replace("+", "-").replace("/", "_")
 
 
 def _escape(name: str) -> str:

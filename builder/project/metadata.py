@@ -8,7 +8,8 @@ directory itself). The roots follow each backend's own configuration:
 - Poetry: `tool.poetry.packages` `from`;
 - hatchling: `tool.hatch.build.targets.wheel` `packages` (their parent directories) or
   `sources` (a list, or a mapping to "");
-- setuptools: `tool.setuptools` `package-dir = {"" = ...}`, `packages.find.where`;
+- setuptools: `tool.setuptools` `package-dir = {"" = ...}`, `packages.find.where`, the
+  project directory for listed `packages` or `py-modules`;
 - flit_core: `src/` when it holds the module, else the project directory;
 - pdm-backend: `tool.pdm.build.package-dir`;
 - otherwise, and when the configuration says nothing: `src` when it holds the import
@@ -118,6 +119,8 @@ def import_roots(directory: Path, data: dict[str, Any], name: str, backend: str,
             where = ((packages.get("find") or packages.get("find-namespace") or {})
                      .get("where") or [])
             roots += [str(w) for w in where]
+        elif not roots and (isinstance(packages, list) or "py-modules" in setuptools):
+            roots.append("")  # listed packages or modules live in the project directory
     elif backend.startswith("flit_core"):
         flit_module = ((tool.get("flit") or {}).get("module") or {}).get("name")
         module = str(flit_module or module)

@@ -39,6 +39,8 @@ SETUPTOOLS = '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setupt
       + '[tool.setuptools]\npackage-dir = {"" = "code"}\n'}, ["code"]),
     ({"pyproject.toml": '[project]\nname = "a"\nversion = "1"\n' + SETUPTOOLS
       + '[tool.setuptools.packages.find]\nwhere = ["one", "two"]\n'}, ["one", "two"]),
+    ({"pyproject.toml": '[project]\nname = "a"\nversion = "1"\n' + SETUPTOOLS
+      + '[tool.setuptools]\npackages = ["src"]\n', "src/__init__.py": ""}, [""]),
     # poetry packages
     ({"pyproject.toml": '[tool.poetry]\nname = "p"\nversion = "1"\npackages = [{include = "x", '
       'from = "src"}, {include = "y"}]\n[build-system]\n'
