@@ -8,7 +8,7 @@ from pathlib import Path
 from builder.cli.output import emit, emit_json, table, warn
 from builder.decide.decision import MAX_LISTED_FILES
 from builder.decide.facts import FactsGathering
-from builder.decide.planning import plan_json, plan_project, project_json
+from builder.decide.planning import plan_json, plan_project
 
 
 def show_status(
@@ -18,8 +18,8 @@ def show_status(
     project = plan_project(path, warn=warn, gathering=gathering)
     plan = project.plan
     if json_output:
-        emit_json({**plan_json(plan, seconds=time.perf_counter() - started),
-                   **project_json(project.dependencies, project.project)})
+        emit_json(plan_json(plan, seconds=time.perf_counter() - started,
+                            dependencies=project.dependencies))
         return
     repository = plan.code_repository or "(none)"
     chosen = project.facts.chosen
@@ -33,11 +33,6 @@ def show_status(
     ]
     if project.dependencies is not None:
         rows.append(("dependencies", project.dependencies.describe()))
-    if project.project is not None:
-        info = project_json(None, project.project)["project"]
-        scripts = f"; scripts: {', '.join(info['scripts'])}" if info["scripts"] else ""
-        rows.append(("project", f"{info['name']} {info['version']} (import roots: "
-                                f"{', '.join(info['import_roots'])}{scripts})"))
     for index, reason in enumerate(plan.reasons):
         rows.append(("reasons" if index == 0 else "", f"- {reason}"))
     if plan.dirty_files:

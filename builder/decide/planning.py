@@ -20,7 +20,6 @@ class ProjectPlan(NamedTuple):
     plan: Plan
     repositories: dict[str, BaseCodeRepository]
     dependencies: DependencySource | None = None  # where the dependencies come from
-    project: dict[str, Any] | None = None  # the project installed beside the code, if any
 
     @property
     def repository(self) -> BaseCodeRepository | None:
@@ -43,16 +42,16 @@ def plan_project(
     try:
         settings = load_settings(path)
         dependencies = detect_source(settings)
-        project = describe_project(settings)
     except BaseException:
         gathering.cancel()
         raise
     facts, repositories = gathering.finish()
-    return ProjectPlan(settings, facts, decide(facts), repositories, dependencies, project)
+    return ProjectPlan(settings, facts, decide(facts), repositories, dependencies)
 
 
 def describe_project(settings: Settings) -> dict[str, Any] | None:
-    """The project as it will be installed beside the code (None when it is not)."""
+    """The project as it will be installed beside the code (None when it is not). `build`
+    asks; `status` does not, to stay off the TOML parser when no lock needs it."""
     if not settings.install_project:
         return None
     from builder.project.metadata import describe
@@ -60,17 +59,14 @@ def describe_project(settings: Settings) -> dict[str, Any] | None:
     return describe(settings.project_dir)
 
 
-def project_json(dependencies: DependencySource | None,
-                 project: dict[str, Any] | None) -> dict[str, Any]:
-    """The extra keys of the JSON object: the dependency source and the project installed."""
-    summary = None
-    if project is not None:
-        scripts = project["entry_points"].get("console_scripts", {})
-        summary = {"name": project["name"], "version": project["version"],
-                   "import_roots": [root or "." for root in project["roots"]],
-                   "scripts": sorted(scripts)}
-    return {"dependencies": dependencies.to_json() if dependencies else None,
-            "project": summary}
+def project_json(project: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The `project` key of build's JSON: the project installed beside the code."""
+    if project is None:
+        return None
+    scripts = project["entry_points"].get("console_scripts", {})
+    return {"name": project["name"], "version": project["version"],
+            "import_roots": [root or "." for root in project["roots"]],
+            "scripts": sorted(scripts)}
 
 
 def plan_json(
@@ -82,8 +78,10 @@ def plan_json(
     built: list[str] | None = None,
     pushed: list[str] | None = None,
     seconds: float = 0.0,
+    dependencies: DependencySource | None = None,
 ) -> dict[str, Any]:
-    """DESIGN's JSON object for `status --json` and `build --json`."""
+    """DESIGN's JSON object for `status --json` and `build --json`, with the dependency
+    source (an extra key)."""
     return {
         "mode": plan.mode,
         "reasons": list(plan.reasons),
@@ -98,4 +96,5 @@ def plan_json(
         "built": list(built or []),
         "pushed": list(pushed or []),
         "seconds": round(seconds, 3),
+        "dependencies": dependencies.to_json() if dependencies else None,
     }

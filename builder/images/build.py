@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from builder.decide.planning import ProjectPlan, plan_json, plan_project, project_json
+from builder.decide.planning import (
+    ProjectPlan,
+    describe_project,
+    plan_json,
+    plan_project,
+    project_json,
+)
 from builder.errors import UsageError
 from builder.images import names
 from builder.images.checksum import code_key
@@ -46,6 +52,7 @@ class BuildResult:
     seconds: float = 0.0
     content_hash: str | None = None
     repository_spec: dict[str, Any] | None = None
+    installed: dict[str, Any] | None = None  # the project installed beside the code
     sources: dict[str, Source] = field(default_factory=dict)
 
     @property
@@ -63,8 +70,9 @@ class BuildResult:
     def to_json(self) -> dict[str, Any]:
         return {**plan_json(self.project.plan, checksum=self.checksum,
                             base_image=self.base_image, image=self.image, built=self.built,
-                            pushed=self.pushed, seconds=self.seconds),
-                **project_json(self.project.dependencies, self.project.project)}
+                            pushed=self.pushed, seconds=self.seconds,
+                            dependencies=self.project.dependencies),
+                "project": project_json(self.installed)}
 
 
 def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = False,
@@ -76,6 +84,7 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
     progress = progress or default_progress()
     project = plan_project(path, no_reuse=no_reuse, store=store, warn=warn)
     settings = project.settings
+    installed = describe_project(settings)  # a project that cannot be installed fails here
     registry = names.registry_for(settings)
     if push and not registry:
         raise UsageError(f"--push needs a registry: set `registry:` in {settings.file} "
@@ -94,7 +103,7 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
         labels = _labels(project, recipe.checksum)
         builds.ensure(base, "base image", lambda: _build_base(engine, recipe, base, store.home,
                                                               labels, progress))
-        result = BuildResult(project, recipe.checksum, base, base)
+        result = BuildResult(project, recipe.checksum, base, base, installed=installed)
         if project.plan.mode == "bake":
             from builder.code.files import file_set
 
@@ -117,9 +126,9 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
                     else:
                         context.add_file(name, files.root / entry.path,
                                          executable=entry.kind == "exec", digest=entry.digest)
-                if recipe.project_dir and project.project is not None \
+                if recipe.project_dir and installed is not None \
                         and any(entry.path == "pyproject.toml" for entry in files.entries):
-                    _add_project_install(context, project.project, settings.code_dir,
+                    _add_project_install(context, installed, settings.code_dir,
                                          recipe.project_dir)
                 _build(engine, context, code, progress,
                        f"baking {len(files.entries)} files into {code}", nocache=no_reuse)

@@ -168,11 +168,11 @@ def test_bake_mode_runs_the_project_as_installed(project):
 def test_status_says_which_source_it_uses(project):
     done = project.builder("status", str(project.path))
     assert done.returncode == 0, done.stderr
-    rows = dict(line.split(None, 1) for line in done.stdout.splitlines()
-                if line.startswith(("dependencies", "project")))
-    assert rows["dependencies"].startswith(
-        "requirements.txt" if project.shape.source == "requirements" else project.shape.source)
-    assert rows["project"].startswith(f"{project.shape.dist} {project.shape.version}")
+    (row,) = [line for line in done.stdout.splitlines() if line.startswith("dependencies")]
+    source = "requirements.txt" if project.shape.source == "requirements" else project.shape.source
+    assert row.split(None, 1)[1].startswith(f"{source} (")
+    done = project.builder("status", str(project.path), "--json")
+    assert json.loads(done.stdout)["dependencies"]["source"] == project.shape.source
 
 
 # ---- what a commit rebuilds, on the uv project ---------------------------------------------
