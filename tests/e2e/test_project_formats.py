@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.gitworld import GIT_IDENTITY, clone_served, git
+from tests.gitworld import GitWorld, Result, clone_served, git
 from tests.infra.git_server import GitServer
 
 pytestmark = pytest.mark.docker
@@ -61,17 +61,15 @@ class Project:
     shape: Shape
     server: GitServer
     path: Path
-    home: Path
+    world: GitWorld  # its BUILDER_HOME and the `builder` command
     name: str
 
-    def builder(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "BUILDER_HOME": str(self.home), **GIT_IDENTITY}
-        return subprocess.run([sys.executable, "-m", "builder", *args], env=env, text=True,
-                              capture_output=True, timeout=timeout, check=False)
+    def builder(self, *args: str) -> Result:
+        return self.world.builder(*args, timeout=900)
 
     def build(self) -> dict[str, Any]:
         done = self.builder("build", str(self.path), "--json")
-        assert done.returncode == 0, done.stderr
+        assert done.code == 0, done.stderr
         return json.loads(done.stdout)
 
     def check(self) -> list[str]:
@@ -81,7 +79,7 @@ class Project:
                    f"print({shape.package}.__file__, m.version({json.dumps(shape.dist)}))")
         done = self.builder("run", str(self.path), "--network", "host", "--", "sh", "-c",
                             f"{shape.script} && python -c '{program}'")
-        assert done.returncode == 0, done.stderr
+        assert done.code == 0, done.stderr
         return done.stdout.split()
 
     def commit_and_push(self, message: str) -> None:
@@ -93,7 +91,7 @@ class Project:
         done = subprocess.run([sys.executable, "-m", "uv", *args, "--project", str(self.path)],
                               capture_output=True, text=True, check=False, timeout=300,
                               env={**os.environ, "UV_NO_PROGRESS": "1"})
-        assert done.returncode == 0, done.stderr
+        assert done.code == 0, done.stderr
 
 
 def fixture_files(shape: Shape, name: str) -> dict[str, str]:
@@ -110,10 +108,10 @@ def make_project(shape: Shape, base: Path) -> tuple[Project, GitServer]:
     server.start()
     name = f"pf-{shape.fixture.replace('_', '-')}-{uuid.uuid4().hex[:8]}"
     path = clone_served(server, base, fixture_files(shape, name))
-    project = Project(shape, server, path, base / "home", name)
+    project = Project(shape, server, path, GitWorld(base), name)
     done = project.builder("code-repository", "register", "app", "--type", "git", "--url",
                            f"{server.url}/team/app.git", "--token", server.token)
-    assert done.returncode == 0, done.stderr
+    assert done.code == 0, done.stderr
     return project, server
 
 
@@ -167,7 +165,7 @@ def test_bake_mode_runs_the_project_as_installed(project):
 
 def test_status_says_which_source_it_uses(project):
     done = project.builder("status", str(project.path))
-    assert done.returncode == 0, done.stderr
+    assert done.code == 0, done.stderr
     (row,) = [line for line in done.stdout.splitlines() if line.startswith("dependencies")]
     source = "requirements.txt" if project.shape.source == "requirements" else project.shape.source
     assert row.split(None, 1)[1].startswith(f"{source} (")
@@ -232,7 +230,7 @@ def test_a_lock_change_rebuilds_the_base_once(uv_project):
     assert uv_project.build()["built"] == []
     done = uv_project.builder("run", str(uv_project.path), "--network", "host", "--",
                               "python", "-c", "import attrs, uv_app; print(attrs.__name__)")
-    assert done.returncode == 0 and done.stdout.split() == ["attrs"], done.stderr
+    assert done.code == 0 and done.stdout.split() == ["attrs"], done.stderr
 
 
 def test_a_lock_that_does_not_match_pyproject_is_one_line(uv_project):
@@ -243,7 +241,7 @@ def test_a_lock_that_does_not_match_pyproject_is_one_line(uv_project):
         done = uv_project.builder("build", str(uv_project.path))
     finally:
         pyproject.write_text(original)
-    assert done.returncode == 2
+    assert done.code == 2
     assert done.stderr.strip().splitlines()[-1] == (
         f"builder: error: {uv_project.path / 'uv.lock'}: does not match pyproject.toml: "
         "run `uv lock`")
