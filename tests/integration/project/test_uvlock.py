@@ -78,3 +78,25 @@ def test_a_uv_that_cannot_run_is_one_line(project, tmp_path, monkeypatch):
     monkeypatch.setenv("BUILDER_UV", str(fake))
     with pytest.raises(UsageError, match=r"uv \(.*\) cannot be run"):
         uv_pins(project)
+
+
+def test_the_base_checksum_follows_the_export(project):
+    from builder.images.inputs import gather_base
+    from builder.images.parent import Parent
+    from builder.images.wheelhouse import Target
+    from builder.state.settings import load_settings
+
+    parent = Parent("python:3.11-slim", "sha256:" + "a" * 64,
+                    Target("cpython", "3.11.2", "x86_64", "linux", "glibc", "2.36"))
+
+    def checksum() -> str:
+        return gather_base(load_settings(project), parent, {}).checksum
+
+    before = checksum()
+    for name, old in (("pyproject.toml", 'version = "1.0.0"'),
+                      ("uv.lock", 'name = "uv-app"\nversion = "1.0.0"')):
+        path = project / name
+        path.write_text(path.read_text().replace(old, old.replace("1.0.0", "2.0.0")))
+    assert checksum() == before  # a version bump, relocked
+    (project / "builder.yaml").write_text("name: uv-src\n")  # without the `fmt` extra
+    assert checksum() != before
