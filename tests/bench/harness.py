@@ -149,7 +149,7 @@ class Result:
     def statement(self) -> str:
         kind = self.goal.kind if self.goal is not None else self.kind
         if kind == "overhead":
-            return f"+{self.overhead:.3f} s over {self.theirs.label}"
+            return f"{self.overhead:+.3f} s over {self.theirs.label}"
         if kind == "at_most":
             return f"{1 / self.ratio:.2f}{TIMES} the floor"
         if self.ratio >= 1:
