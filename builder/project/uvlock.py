@@ -9,8 +9,8 @@ code, and without default groups (dev is off unless `groups:` names it).
 uv comes from the `uv` wheel (builder's `uv` extra, `uv.find_uv_bin()`), else from PATH, or
 from `BUILDER_UV`. A fresh lock needs no network: the check runs `--offline` first, and only
 a failure asks again online, for uv's own message. The export is remembered under
-`$BUILDER_HOME/cache/uv-export`, keyed by the files, the choices, uv and its `UV_*`
-settings, so an unchanged project asks uv nothing.
+`$BUILDER_HOME/cache/uv-export` (the newest 64), keyed by the files, the choices, uv and its
+`UV_*` settings, so an unchanged project asks uv nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from builder.project.declared import requirement_name
 from builder.state.secrets import redact
 
 UV_TIMEOUT = 120
+MAX_REMEMBERED = 64
 EXPORT_OPTIONS = ("--format", "requirements.txt", "--no-header", "--no-annotate",
                   "--no-emit-project", "--no-emit-local", "--no-default-groups")
 _STALE = "needs to be updated"
@@ -73,7 +74,14 @@ def uv_pins(directory: Path, extras: tuple[str, ...] = (), groups: tuple[str, ..
 
         with contextlib.suppress(OSError):
             atomic_write_text(entry, "".join(f"{line}\n" for line in lines))
+            _forget_oldest(entry.parent)
     return lines
+
+
+def _forget_oldest(cache: Path) -> None:
+    entries = sorted(cache.glob("*.txt"), key=lambda path: path.stat().st_mtime)
+    for path in entries[:-MAX_REMEMBERED]:
+        path.unlink(missing_ok=True)
 
 
 def normalize_export(text: str) -> list[str]:

@@ -48,9 +48,6 @@ class Settings(NamedTuple):
     def file(self) -> Path:
         return self.project_dir / SETTINGS_FILE
 
-    def requirement_paths(self) -> list[Path]:
-        return [self.project_dir / r for r in self.requirements]
-
 
 def load_settings(project_dir: str | Path) -> Settings:
     """Read and validate `builder.yaml` in project_dir."""
