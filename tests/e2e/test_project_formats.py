@@ -91,7 +91,7 @@ class Project:
         done = subprocess.run([sys.executable, "-m", "uv", *args, "--project", str(self.path)],
                               capture_output=True, text=True, check=False, timeout=300,
                               env={**os.environ, "UV_NO_PROGRESS": "1"})
-        assert done.code == 0, done.stderr
+        assert done.returncode == 0, done.stderr
 
 
 def fixture_files(shape: Shape, name: str) -> dict[str, str]:
