@@ -12,7 +12,7 @@ container contract of a reuse run (commit, repository, token file, cache volume)
 
 The result is the difference of the medians, in seconds.
 
-Scenario g: the project's install at start (README "Project formats"). Both sides are the
+Scenario h: the project's install at start (README "Project formats"). Both sides are the
 warm start above; builder's writes the project's install (dist-info, import roots, script
 wrappers) after the copy, as every reuse-mode start does; the other side is told not to
 (`BUILDER_PROJECT_DIR=`). The note gives the install's own time inside the container
@@ -168,7 +168,7 @@ def project_scenario(ctx: BenchContext, size: str) -> list[Result]:
     project = ctx.project(size)
     image, options = _contract(ctx, project)
     run = ["run", "--rm", "--network", "host"]
-    progress(f"bench g: project install at a warm container start, {project.describe()}")
+    progress(f"bench h: project install at a warm container start, {project.describe()}")
     with ctx.volume() as volume:
         cache = ["-v", f"{volume}:{CACHE_MOUNT}"]
 
@@ -186,7 +186,7 @@ def project_scenario(ctx: BenchContext, size: str) -> list[Result]:
     measured = json.loads(timing.stdout.strip().splitlines()[-1])
     note = (f"install of {measured['name']} in the container: "
             f"{measured['median'] * 1000:.1f} ms (median of 200)")
-    return [Result("g", "project install at container start (warm)", project.describe(), ours,
+    return [Result("h", "project install at container start (warm)", project.describe(), ours,
                    theirs, PROJECT_GOAL if size == "medium" else None, [note], kind="overhead")]
 
 
