@@ -59,6 +59,14 @@ def describe_project(settings: Settings) -> dict[str, Any] | None:
     return describe(settings.project_dir)
 
 
+def check_project(settings: Settings) -> Settings:
+    """Bad project files (pyproject.toml, a lock's neighbour) fail here, before any engine
+    or run record: where the dependencies come from, and what the project installs."""
+    detect_source(settings)
+    describe_project(settings)
+    return settings
+
+
 def project_json(project: dict[str, Any] | None) -> dict[str, Any] | None:
     """The `project` key of build's JSON: the project installed beside the code."""
     if project is None:

@@ -29,8 +29,8 @@ from builder.state.secrets import redact
 
 UV_TIMEOUT = 120
 MAX_REMEMBERED = 64
-EXPORT_OPTIONS = ("--format", "requirements.txt", "--no-header", "--no-annotate",
-                  "--no-emit-project", "--no-emit-local", "--no-default-groups")
+EXPORT_OPTIONS = ("--no-header", "--no-annotate", "--no-emit-project", "--no-emit-local",
+                  "--no-default-groups")  # uv >= 0.9 (--no-emit-local); requirements.txt format
 _STALE = "needs to be updated"
 
 

@@ -17,6 +17,8 @@ from tests.gitworld import GitWorld
     ({"pyproject.toml": '[project\n', "requirements.txt": "six\n"}, "build",
      "pyproject.toml: invalid TOML: "),
     ({"uv.lock": "version = 1\n"}, "status", "uv.lock: there is no pyproject.toml beside it"),
+    ({"pyproject.toml": '[tool.poetry]\nname = "a"\nversion = "1"\npackages = [{include = "a", '
+      'to = "b"}]\n'}, "run", "key 'tool.poetry.packages': `to = 'b'`"),
 ])
 def test_one_line_naming_the_file_and_exit_2(tmp_path, files, command, message):
     world = GitWorld(tmp_path)
@@ -26,3 +28,4 @@ def test_one_line_naming_the_file_and_exit_2(tmp_path, files, command, message):
     lines = done.stderr.strip().splitlines()
     assert lines[-1].startswith(f"builder: error: {project}/") and message in lines[-1]
     assert "Traceback" not in done.stderr
+    assert not (world.home / "runs").exists()  # nothing recorded for bad input
