@@ -15,6 +15,8 @@ Scenarios (the letters of the README table; each module also runs on its own):
   f  no-op build: builder build against docker build, all cached (bench_build; large)
   g  run records: builder runs list on 10,000 recorded runs against the same on one record
      (bench_runs)
+  h  the project's install at a warm container start: with it against without it
+     (bench_start; medium)
 
 A full run (5 repetitions after 1 warm-up, all sizes) prints the table, writes it into
 README's "Benchmarks" section with the date and the machine, and draws docs/bench.png.
@@ -60,6 +62,7 @@ Scenario = Callable[[BenchContext, Sequence[str]], list[Result]]
 PLAN: list[tuple[str, Scenario, list[str]]] = [
     ("f", bench_build.run, ["large"]),
     ("e", bench_start.run, ["medium"]),
+    ("h", bench_start.run_project, ["medium"]),
     ("d", bench_status.run, ["large", "xlarge"]),
     ("c", bench_download.run, ["medium"]),
     ("a", bench_iterate.run_pushed, SIZE_ORDER),
