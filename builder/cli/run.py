@@ -75,6 +75,7 @@ def _run_on_target(
     from dataclasses import replace
 
     from builder.cli.run_local import env_names
+    from builder.decide.planning import check_project
     from builder.images.engine import Engine
     from builder.runs.recording import recorded
     from builder.state.settings import load_settings
@@ -86,8 +87,9 @@ def _run_on_target(
         from builder.targets import kubernetes
 
         kubernetes.check_options(options)
+        check_project(load_settings(path))
     else:
-        require_registry(load_settings(path), target)  # bad input first: exit 2, no engine
+        require_registry(check_project(load_settings(path)), target)  # bad input first: exit 2
     store = Store.default()
     with recorded(store.home, kind="run", target=target, path=path, command=options.command,
                   env_names=env_names(options.environment)) as recording:

@@ -114,14 +114,17 @@ def run_local(path: Path, options: RunOptions, *, push: bool, no_reuse: bool,
     from dataclasses import replace
 
     from builder.cli.output import message, warn
+    from builder.decide.planning import check_project
     from builder.images.engine import Engine
     from builder.runs.recording import image_identity, recorded
+    from builder.state.settings import load_settings
     from builder.state.store import Store
     from builder.targets.local import build_for_run, run_container, token_file
 
-    store = Store.default()
     connect = connect or Engine.connect_soon()
     try:
+        check_project(load_settings(path))  # bad input first: exit 2, no record
+        store = Store.default()
         with recorded(store.home, kind="run", target="local", path=path,
                       command=options.command,
                       env_names=env_names(options.environment)) as recording:

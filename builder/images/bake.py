@@ -20,9 +20,10 @@ that named the image while they are copied.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from builder.code.checkout_tree import CheckoutTree, read_checkout_tree
 from builder.code.files import FileSet, file_set
@@ -68,11 +69,19 @@ def image_key(checksum: str, content_hash: str, code_dir: str) -> str:
 
 def bake(builds: ImageBuilds, plan: BakePlan, *, name: str, registry: str | None,
          checksum: str, base: str, code_dir: str, labels: Mapping[str, str],
-         force: bool = False) -> str:
-    """Find or build the code image for `plan` on `base`; return its reference."""
+         force: bool = False, install: tuple[dict[str, Any], str] | None = None) -> str:
+    """Find or build the code image for `plan` on `base`; return its reference.
+
+    `install` is (the project as it is installed, the install's folder in the image): its
+    files go into the top layer, beside the code, as the entrypoint writes them in reuse mode
+    (when a pyproject.toml ships). They follow from the shipped files, the base image and the
+    code dir, which the image's key covers already."""
     code = names.code_ref(name, registry, image_key(checksum, plan.content_hash, code_dir))
     code_labels = {**labels, LABEL_PREFIX + "role": "code",
                    LABEL_PREFIX + "content-hash": plan.content_hash}
+    shipped = plan.tree.working if plan.tree is not None else \
+        plan.files.listing if plan.files is not None else {}
+    extra = _install_files(install, code_dir) if "pyproject.toml" in shipped else []
 
     def build_code() -> None:
         if plan.tree is not None:
@@ -84,12 +93,13 @@ def bake(builds: ImageBuilds, plan: BakePlan, *, name: str, registry: str | None
                     f" and {len(diff.whiteouts)} removal{'' if len(diff.whiteouts) == 1 else 's'}"
                     f" on {parent}")
             with plan.tree.blobs() as blobs:
-                layer = _difference_layer(plan.tree, code_dir, blobs) if not diff.empty else None
+                layer = _difference_layer(plan.tree, code_dir, blobs, extra) \
+                    if not diff.empty or extra else None
                 _load(builds, parent, [layer] if layer else [], code_labels, code,
                       f"baking {what} into {code}")
         else:
             assert plan.files is not None
-            layer = _files_layer(plan.files, code_dir)
+            layer = _files_layer(plan.files, code_dir, extra)
             _load(builds, base, [layer], code_labels, code,
                   f"baking {len(plan.files.entries)} files into {code}")
 
@@ -140,9 +150,11 @@ def _git_layer(listing: Listing, code_dir: str, blobs: CatFile, comment: str) ->
     return Layer(tar, diff_id, comment)
 
 
-def _difference_layer(tree: CheckoutTree, code_dir: str, blobs: CatFile) -> Layer:
+def _difference_layer(tree: CheckoutTree, code_dir: str, blobs: CatFile,
+                      extra: Sequence[tuple[str, bytes, int]]) -> Layer:
     diff = tree.diff()
     context = ContextBuilder()
+    _add_extra(context, extra)
     target = context.add_rooted("", code_dir)
     for path in sorted(diff.changed):
         name = f"{target}/{path}"
@@ -164,8 +176,10 @@ def _difference_layer(tree: CheckoutTree, code_dir: str, blobs: CatFile) -> Laye
     return Layer(tar, diff_id, f"{len(diff.changed)} changed, {len(diff.whiteouts)} removed")
 
 
-def _files_layer(files: FileSet, code_dir: str) -> Layer:
+def _files_layer(files: FileSet, code_dir: str,
+                 extra: Sequence[tuple[str, bytes, int]]) -> Layer:
     context = ContextBuilder()
+    _add_extra(context, extra)
     target = context.add_rooted("", code_dir)
     for entry in files.entries:
         name = f"{target}/{entry.path}"
@@ -176,6 +190,25 @@ def _files_layer(files: FileSet, code_dir: str) -> Layer:
                              oid=entry.oid)
     tar, diff_id = context.to_layer()
     return Layer(tar, diff_id, f"{len(files.entries)} files")
+
+
+def _install_files(install: tuple[dict[str, Any], str] | None,
+                   code_dir: str) -> list[tuple[str, bytes, int]]:
+    """The project install's files: (absolute path, content, mode)."""
+    if install is None:
+        return []
+    from builder.project.install import render
+
+    info, folder = install
+    return [(f"{folder.rstrip('/')}/{relative}", data, mode)
+            for relative, data, mode in render(info, code_dir, folder)]
+
+
+def _add_extra(context: ContextBuilder, files: Sequence[tuple[str, bytes, int]]) -> None:
+    for path, data, mode in files:
+        parent = path.rpartition("/")[0]
+        target = context.add_rooted("", parent) if parent else ""
+        context.add_bytes(f"{target}/{path.rpartition('/')[2]}", data, mode)
 
 
 def _add_blob(context: ContextBuilder, name: str, entry: tuple[str, str],

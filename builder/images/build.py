@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder.decide.planning import ProjectPlan, plan_json, plan_project
+from builder.decide.planning import (
+    ProjectPlan,
+    describe_project,
+    plan_json,
+    plan_project,
+    project_json,
+)
 from builder.errors import UsageError
 from builder.images import names
 from builder.images.engine import Engine, build_network
@@ -43,6 +49,7 @@ class BuildResult:
     seconds: float = 0.0
     content_hash: str | None = None
     repository_spec: dict[str, Any] | None = None
+    installed: dict[str, Any] | None = None  # the project installed beside the code
     sources: dict[str, Source] = field(default_factory=dict)
     pending_push: Callable[[], list[str]] | None = None  # `defer_push`: what `push` runs
 
@@ -65,9 +72,11 @@ class BuildResult:
         return lines + [f"builder:   - {reason}" for reason in self.project.plan.reasons]
 
     def to_json(self) -> dict[str, Any]:
-        return plan_json(self.project.plan, checksum=self.checksum, base_image=self.base_image,
-                         image=self.image, built=self.built, pushed=self.pushed,
-                         seconds=self.seconds)
+        return {**plan_json(self.project.plan, checksum=self.checksum,
+                            base_image=self.base_image, image=self.image, built=self.built,
+                            pushed=self.pushed, seconds=self.seconds,
+                            dependencies=self.project.dependencies),
+                "project": project_json(self.installed)}
 
 
 def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = False,
@@ -84,6 +93,7 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
     progress = progress or default_progress()
     project = plan_project(path, no_reuse=no_reuse, store=store, warn=warn)
     settings = project.settings
+    installed = describe_project(settings)  # a project that cannot be installed fails here
     registry = names.registry_for(settings)
     if push and not registry:
         raise UsageError(f"--push needs a registry: set `registry:` in {settings.file} "
@@ -93,20 +103,26 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
     try:
         parent = resolve_parent(engine, settings.parent_image, store.home,
                                 settings_file=settings.file, log=progress.note)
-        recipe = gather_base(settings, parent, _repositories(project, store))
+        if project.dependencies is not None:
+            progress.note(f"dependencies: {project.dependencies.describe()}")
+        recipe = gather_base(settings, parent, _repositories(project, store),
+                             source=project.dependencies, cache=store.home / "cache" / "uv-export")
         base = names.base_ref(settings.name, registry, recipe.checksum)
         builds = ImageBuilds(engine, store.home, registry, progress)
         labels = _labels(project, recipe.checksum)
         builds.ensure(base, "base image", lambda: _build_base(engine, recipe, base, store.home,
                                                               labels, progress))
-        result = BuildResult(project, recipe.checksum, base, base)
+        result = BuildResult(project, recipe.checksum, base, base, installed=installed)
         if project.plan.mode == "bake":
             from builder.images.bake import bake, plan_bake
 
             plan = plan_bake(settings.project_dir, _checkout(project))
+            install = (installed, recipe.project_dir) \
+                if recipe.project_dir and installed is not None else None
             result.image = bake(builds, plan, name=settings.name, registry=registry,
                                 checksum=recipe.checksum, base=base,
-                                code_dir=settings.code_dir, labels=labels, force=no_reuse)
+                                code_dir=settings.code_dir, labels=labels, force=no_reuse,
+                                install=install)
             result.content_hash = plan.content_hash
         elif project.plan.code_repository:
             record = store.get_repository(project.plan.code_repository)

@@ -16,7 +16,9 @@ Scenarios (the letters of the README table; each module also runs on its own):
   f  no-op build: builder build against docker build, all cached (bench_build; large)
   g  run records: builder runs list on 10,000 recorded runs against the same on one record
      (bench_runs)
-  h  builder's own time on the reuse path: builder run against docker run of the same
+  h  the project's install at a warm container start: with it against without it
+     (bench_start; medium)
+  i  builder's own time on the reuse path: builder run against docker run of the same
      container after a pushed change (bench_overhead; small)
 
 A full run (5 repetitions after 1 warm-up, all sizes) prints the table, writes it into
@@ -64,12 +66,13 @@ Scenario = Callable[[BenchContext, Sequence[str]], list[Result]]
 PLAN: list[tuple[str, Scenario, list[str]]] = [
     ("f", bench_build.run, ["large"]),
     ("e", bench_start.run, ["medium"]),
+    ("h", bench_start.run_project, ["medium"]),
     ("d", bench_status.run, ["large", "xlarge"]),
     ("c", bench_download.run, ["medium"]),
     ("a", bench_iterate.run_pushed, SIZE_ORDER),
     ("b", bench_iterate.run_uncommitted, SIZE_ORDER),
     ("g", bench_runs.run, ["records"]),
-    ("h", bench_overhead.run, ["small"]),
+    ("i", bench_overhead.run, ["small"]),
 ]
 
 
