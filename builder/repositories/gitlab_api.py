@@ -40,8 +40,13 @@ from builder.code.download import (
 )
 from builder.code.retry import Retryable, RetryPolicy, check_status
 from builder.errors import AuthenticationError, DownloadError, NotFoundError
+from builder.repositories.extras import require_extra
 from builder.repositories.urls import path_on_server
 from builder.state.secrets import redact
+
+# Every use of the API comes through this module: without the extra, one line names the
+# install command instead of a ModuleNotFoundError.
+require_extra("gitlab")
 
 if TYPE_CHECKING:
     import gitlab

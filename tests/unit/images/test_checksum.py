@@ -208,10 +208,10 @@ def test_repository_types_add_their_runtime_needs(tmp_path):
     with_github = gather_base(load_settings(directory), PARENT, {"gh": ("github", github)})
     with_git = gather_base(load_settings(directory), PARENT, {"g": ("git", git)})
     assert len({none.checksum, with_github.checksum, with_git.checksum}) == 3
-    assert "'builder[github]'" in with_github.dockerfile
+    assert "'builder-cli[github]'" in with_github.dockerfile
     assert "apt-get install" not in with_github.dockerfile
     assert "apt-get install" in with_git.dockerfile and " git" in with_git.dockerfile
-    assert "builder[" not in with_git.dockerfile and "builder[" not in none.dockerfile
+    assert "builder-cli[" not in with_git.dockerfile and "builder-cli[" not in none.dockerfile
 
 
 def test_custom_class_source_and_requirements_count(tmp_path, monkeypatch):
