@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,9 +21,16 @@ from builder.errors import UsageError
 from builder.images import names
 from builder.images.checksum import code_key
 from builder.images.context import ContextBuilder
-from builder.images.dockerfile import CODE_TEMPLATE, render_code, template_source, with_labels
+from builder.images.dockerfile import (
+    CODE_TEMPLATE,
+    label_instruction,
+    render_code,
+    template_source,
+    with_labels,
+)
 from builder.images.engine import Engine, build_network
 from builder.images.inputs import BaseRecipe, gather_base
+from builder.images.install_step import PATHS
 from builder.images.parent import resolve_parent
 from builder.images.progress import Progress, default_progress
 from builder.images.wheelhouse import builder_identity, ensure_wheelhouse
@@ -156,10 +164,43 @@ def _labels(project: ProjectPlan, checksum: str) -> dict[str, str]:
 def _build_base(engine: Engine, recipe: BaseRecipe, ref: str, home: Path,
                 labels: dict[str, str], progress: Progress) -> None:
     wheels = ensure_wheelhouse(home, recipe.parent.target, recipe.needs.extras,
-                               recipe.needs.pip, log=progress.note)
+                               (*recipe.needs.pip, *recipe.installer.tool_requirements()),
+                               log=progress.note)
     base_labels = {**labels, LABEL_PREFIX + "parent": recipe.parent.name}
-    _build(engine, recipe.context(wheels, base_labels), ref, progress,
-           f"building base image {ref} (FROM {recipe.parent.name})")
+    started = time.perf_counter()
+    progress.start(f"building base image {ref} (FROM {recipe.parent.name}, "
+                   f"installer {recipe.installer.name})")
+    try:
+        image = recipe.parent.id
+        if recipe.inputs.apt_packages:
+            with recipe.prefix_context().to_file() as tar:
+                image = engine.build(tar, tag=None, progress=progress,
+                                     network_mode=build_network())
+        cache = download_cache(home)
+        with recipe.install_files(wheels, cache_owner()).to_file() as files:
+            image = engine.run_commit(
+                image, recipe.install.script, files=files, mounts={str(cache): PATHS.cache},
+                changes=[*recipe.install.changes, label_instruction(base_labels)],
+                progress=progress, network_mode=build_network(), what=ref,
+                message=f"builder: install step ({recipe.installer.name})")
+        engine.tag(image, ref)
+    except BaseException:
+        progress.fail(f"building {ref} failed")
+        raise
+    progress.finish(f"built {ref} in {time.perf_counter() - started:.1f} s")
+
+
+def download_cache(home: Path) -> Path:
+    """The host's download cache (a folder per installer), kept between base builds."""
+    path = (home / "cache").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_owner() -> str | None:
+    """Who the mounted cache is given back to after the install step (None: root)."""
+    uid, gid = os.getuid(), os.getgid()
+    return None if uid == 0 else f"{uid}:{gid}"
 
 
 def _build(engine: Engine, context: ContextBuilder, ref: str, progress: Progress, title: str,

@@ -1,51 +1,28 @@
-"""Gather the base image's inputs: requirements, repository runtime needs, the template.
-
-Requirement files go into the build context under names derived from their content, and
-`-r`/`-c` references between them are rewritten to those names, so the checksum depends on
-what the files say and not on what they are called or where the project lives.
+"""Gather the base image's inputs: requirements, repository runtime needs, the installer,
+the rendered Dockerfile part and install step.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import SettingsError
 from builder.images import wheelhouse
 from builder.images.checksum import BaseInputs, checksum
 from builder.images.context import ContextBuilder
-from builder.images.dockerfile import (
-    BUILDER_HOME,
-    REQUIREMENTS_DIR,
-    WHEELHOUSE_DIR,
-    BaseTemplateData,
-    render_base,
-    with_labels,
-)
+from builder.images.dockerfile import render_base
+from builder.images.install_step import CACHE_OWNER_FILE, PATHS, InstallStep, render_install
+from builder.images.installers import Installer, get_installer
 from builder.images.parent import Parent
+from builder.images.requirements import MAIN_FILE, Requirements, collect_requirements
 from builder.repositories.base import BaseCodeRepository
 from builder.state.settings import Settings
-
-_REFERENCE = re.compile(
-    r"^(?P<lead>\s*)(?P<opt>--requirement|--constraint|-r|-c)(?P<sep>\s*=\s*|\s+|)(?P<path>\S+)"
-    r"(?P<rest>.*)$"
-)
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
-NAME_DIGITS = 20
 
 # What each built-in repository type needs in the image for the entrypoint to download.
 TYPE_EXTRAS = {"github": ("github",), "gitlab": ("gitlab",)}
 TYPE_APT = {"git": ("git",)}
-
-
-@dataclass(frozen=True)
-class RequirementFile:
-    name: str  # file name in the context, from the content
-    data: bytes  # the content, with references rewritten to context names
-    source: Path
 
 
 @dataclass(frozen=True)
@@ -81,27 +58,42 @@ class BaseRecipe:
 
     parent: Parent
     inputs: BaseInputs
-    dockerfile: str
-    requirements: tuple[RequirementFile, ...]
+    prefix: str  # the Dockerfile part: parent and apt packages
+    install: InstallStep
+    requirements: Requirements
     needs: RuntimeNeeds
+    installer: Installer
     checksum: str
 
-    def context(self, wheels: Path, labels: dict[str, str]) -> ContextBuilder:
+    @property
+    def dockerfile(self) -> str:
+        """The whole recipe, as a reader sees it: the Dockerfile part, then the install step."""
+        return self.prefix + "\n" + self.install.text()
+
+    def prefix_context(self) -> ContextBuilder:
         context = ContextBuilder()
-        context.add_bytes("Dockerfile", with_labels(self.dockerfile, labels).encode("utf-8"))
-        if self.requirements:
-            target = context.add_rooted("requirements", REQUIREMENTS_DIR)
-            for requirement in self.requirements:
-                context.add_bytes(f"{target}/{requirement.name}", requirement.data)
-        target = context.add_rooted("wheelhouse", WHEELHOUSE_DIR)
-        for wheel in sorted(wheels.glob("*.whl")):
-            context.add_file(f"{target}/{wheel.name}", wheel)
-        if self.needs.custom_modules:
-            target = context.add_rooted("custom", f"{BUILDER_HOME}/custom")
-            for module in self.needs.custom_modules:
-                for path, data in module.files:
-                    context.add_bytes(f"{target}/{path}", data)
+        context.add_bytes("Dockerfile", self.prefix.encode("utf-8"))
         return context
+
+    def install_files(self, wheels: Path, cache_owner: str | None) -> ContextBuilder:
+        """What the install step needs, laid out from `/`; removed again before the commit."""
+        files = ContextBuilder()
+        staging = PATHS.staging.lstrip("/")
+        if self.requirements:
+            files.add_bytes(f"{staging}/requirements/{MAIN_FILE}", self.requirements.text())
+            for name, data in self.requirements.files:
+                files.add_bytes(f"{staging}/requirements/{name}", data)
+        for wheel in sorted(wheels.glob("*.whl")):
+            if not wheel.name.startswith("uv-"):
+                files.add_file(f"{staging}/wheelhouse/{wheel.name}", wheel)
+        for name, tool in sorted(self.installer.tools(wheels).items()):
+            files.add_file(f"{staging}/tools/{name}", tool, executable=True)
+        for module in self.needs.custom_modules:
+            for name, data in module.files:
+                files.add_bytes(f"{staging}/custom/{name}", data)
+        if cache_owner:
+            files.add_bytes(f"{staging}/{CACHE_OWNER_FILE}", cache_owner.encode())
+        return files
 
 
 def gather_base(settings: Settings, parent: Parent,
@@ -109,78 +101,32 @@ def gather_base(settings: Settings, parent: Parent,
     """The base recipe; repositories maps name -> (registered type, repository object)."""
     requirements = collect_requirements(settings)
     needs = runtime_needs(repositories)
-    data = BaseTemplateData(
-        parent_id=parent.id,
-        apt_packages=tuple(sorted(set(settings.apt_packages) | set(needs.apt))),
-        requirements=tuple(sorted({r.name for r in requirements if r.source in _top(settings)})),
-        builder_requirement=wheelhouse.requirement(needs.extras),
-        extra_requirements=needs.pip,
+    installer = get_installer(settings.installer)
+    apt_packages = tuple(sorted(set(settings.apt_packages) | set(needs.apt)))
+    prefix = render_base(parent.id, apt_packages)
+    install = render_install(
+        installer,
+        has_requirements=bool(requirements),
+        builder_requirements=(wheelhouse.requirement(needs.extras), *needs.pip),
         custom_module=bool(needs.custom_modules),
-        environment=tuple(sorted(settings.environment.items())),
+        environment=settings.environment,
         code_dir=settings.code_dir,
     )
-    dockerfile = render_base(data)
     inputs = BaseInputs(
         parent_digest=parent.id,
-        requirements=tuple(hashlib.sha256(r.data).hexdigest() for r in requirements),
-        apt_packages=data.apt_packages,
-        environment=data.environment,
-        template=dockerfile,
+        requirements=requirements.lines,
+        apt_packages=apt_packages,
+        environment=tuple(sorted(settings.environment.items())),
+        template=prefix + install.text(),
         builder_version=wheelhouse.builder_identity(),
         python_version=parent.target.version,
         platform=parent.target.platform,
         custom_sources=tuple(m.digest for m in needs.custom_modules),
         runtime_needs=needs.describe(),
+        installer=installer.name,
     )
-    return BaseRecipe(parent, inputs, dockerfile, tuple(requirements), needs, checksum(inputs))
-
-
-def _top(settings: Settings) -> set[Path]:
-    return {p.resolve() for p in settings.requirement_paths()}
-
-
-def collect_requirements(settings: Settings) -> list[RequirementFile]:
-    """Every requirement file, including those referenced with -r/-c, content-addressed."""
-    done: dict[Path, RequirementFile] = {}
-    for index, path in enumerate(settings.requirement_paths()):
-        if not path.is_file():
-            raise SettingsError(
-                f"{settings.file}: key 'requirements': file {settings.requirements[index]!r} "
-                f"not found in {settings.project_dir}"
-            )
-        _requirement_file(path.resolve(), settings, done, ())
-    return sorted(done.values(), key=lambda r: r.name)
-
-
-def _requirement_file(path: Path, settings: Settings, done: dict[Path, RequirementFile],
-                      stack: tuple[Path, ...]) -> RequirementFile:
-    if path in done:
-        return done[path]
-    if path in stack:
-        raise SettingsError(f"{path}: requirement files include each other in a cycle")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        including = stack[-1] if stack else settings.file
-        raise SettingsError(f"{including}: requirement file {str(path)!r} not found") from None
-    except UnicodeDecodeError:
-        raise SettingsError(f"{path}: requirement file is not UTF-8 text") from None
-    except OSError as exc:
-        raise SettingsError(f"{path}: cannot be read: {exc.strerror}") from None
-    lines = []
-    for line in text.splitlines(keepends=True):
-        match = _REFERENCE.match(line.rstrip("\r\n"))
-        if match and not _URL.match(match["path"]):
-            included = (path.parent / match["path"]).resolve()
-            child = _requirement_file(included, settings, done, (*stack, path))
-            ending = line[len(line.rstrip("\r\n")):]
-            line = f"{match['lead']}{match['opt']} {child.name}{match['rest']}{ending}"
-        lines.append(line)
-    data = "".join(lines).encode("utf-8")
-    name = hashlib.sha256(data).hexdigest()[:NAME_DIGITS] + ".txt"
-    result = RequirementFile(name, data, path)
-    done[path] = result
-    return result
+    return BaseRecipe(parent, inputs, prefix, install, requirements, needs, installer,
+                      checksum(inputs))
 
 
 def runtime_needs(repositories: dict[str, tuple[str, BaseCodeRepository]]) -> RuntimeNeeds:

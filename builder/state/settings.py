@@ -12,6 +12,8 @@ SETTINGS_FILE = "builder.yaml"
 DEFAULT_PARENT_IMAGE = "python:3.11-slim"
 DEFAULT_CODE_DIR = "/app/code"
 DEFAULT_REQUIREMENTS = "requirements.txt"
+INSTALLERS = ("uv", "pip")  # builder.images.installers
+DEFAULT_INSTALLER = "uv"
 
 # Docker's grammar for a repository path component, lower case only.
 _NAME_RE = re.compile(
@@ -35,6 +37,7 @@ class Settings(NamedTuple):
     code_dir: str
     command: tuple[str, ...]
     verify_download: bool
+    installer: str = DEFAULT_INSTALLER
 
     @property
     def file(self) -> Path:
@@ -97,6 +100,7 @@ def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
         "code_dir",
         "command",
         "verify_download",
+        "installer",
     }
     for key in data:
         if key not in known:
@@ -190,6 +194,10 @@ def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
     if not isinstance(verify, bool):
         raise err("verify_download", f"expected true or false, got {_kind(verify)}")
 
+    installer = _string(data, "installer", DEFAULT_INSTALLER, err)
+    if installer not in INSTALLERS:
+        raise err("installer", f"{installer!r} is not one of {', '.join(INSTALLERS)}")
+
     return Settings(
         project_dir=directory,
         name=name,
@@ -201,6 +209,7 @@ def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
         code_dir=code_dir,
         command=command,
         verify_download=verify,
+        installer=installer,
     )
 
 

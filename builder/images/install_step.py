@@ -1,0 +1,80 @@
+"""The base image's install step: a shell script and the image settings of its commit.
+
+The classic builder (no BuildKit) cannot mount a cache into a RUN step, and anything COPYed
+into the build stays in a layer. So the step that installs the requirements and builder runs
+in a container of its own, made from the image of the Dockerfile part (parent and apt
+packages): the host's download cache is mounted into it, the files it needs are copied in
+(and removed before the commit), and the container is committed with the settings below. The
+result is what a `RUN --mount=type=cache` would give: one layer with the installed files,
+and only the packages that changed are downloaded.
+
+Everything here is rendered from the inputs only: the text is part of the base checksum.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from builder.images.dockerfile import BUILDER_HOME, env_quote
+from builder.images.installers import Installer, InstallPaths
+from builder.images.requirements import MAIN_FILE
+
+PATHS = InstallPaths()
+CACHE_OWNER_FILE = "cache-owner"  # "uid:gid" of the host user, handed in beside the files
+
+# The mounted cache belongs to the host user who runs builder, not to the container's root:
+# on exit (also after a failure) every entry is given back to that user.
+_GIVE_BACK_CACHE = (
+    "python3 -c 'import os, sys\n"
+    "uid, gid = (int(x) for x in open(sys.argv[1]).read().split(\":\"))\n"
+    "for top, dirs, files in os.walk(sys.argv[2]):\n"
+    "    for name in dirs + files:\n"
+    "        os.lchown(os.path.join(top, name), uid, gid)\n"
+    "os.chown(sys.argv[2], uid, gid)' {owner} {cache}"
+)
+_CUSTOM_PTH = (
+    "{home}/bin/python -c 'import site; "
+    "open(site.getsitepackages()[0] + \"/builder-custom.pth\", \"w\").write(\"{home}/custom\\n\")'"
+)
+
+
+@dataclass(frozen=True)
+class InstallStep:
+    script: str  # run by /bin/sh -c, as root
+    changes: tuple[str, ...]  # Dockerfile instructions the commit applies (no LABEL here)
+
+    def text(self) -> str:
+        """The step as a reader (and the checksum) sees it."""
+        return ("# install step: run in a container with the download cache mounted at "
+                f"{PATHS.cache}, then committed\n{self.script}"
+                + "".join(f"{change}\n" for change in self.changes))
+
+
+def render_install(installer: Installer, *, has_requirements: bool,
+                   builder_requirements: Sequence[str], custom_module: bool,
+                   environment: Mapping[str, str], code_dir: str) -> InstallStep:
+    owner = f"{PATHS.staging}/{CACHE_OWNER_FILE}"
+    lines = [
+        "set -eu",
+        "finish() {",
+        f"  if [ -f {owner} ]; then "
+        + _GIVE_BACK_CACHE.format(owner=owner, cache=PATHS.cache) + "; fi",
+        f"  rm -rf {PATHS.staging}",  # what the host handed in never reaches the layer
+        "}",
+        "trap finish EXIT",
+    ]
+    if has_requirements:
+        lines += installer.install_requirements(f"{PATHS.requirements_dir}/{MAIN_FILE}", PATHS)
+    lines += installer.install_builder(BUILDER_HOME, builder_requirements, PATHS)
+    if custom_module:
+        lines += [f"mv {PATHS.staging}/custom {BUILDER_HOME}/custom",
+                  _CUSTOM_PTH.format(home=BUILDER_HOME)]
+    lines.append(f"mkdir -p {code_dir}")
+    changes = [f"ENV {key}={env_quote(value)}" for key, value in sorted(environment.items())]
+    changes += [f"ENV BUILDER_CODE_DIR={env_quote(code_dir)}",
+                f"WORKDIR {code_dir}",
+                "ENTRYPOINT " + json.dumps([f"{BUILDER_HOME}/bin/builder", "entrypoint", "--"]),
+                "CMD []"]
+    return InstallStep("\n".join(lines) + "\n", tuple(changes))
