@@ -19,6 +19,7 @@ from typing import Any, Literal
 from builder.decide.planning import ProjectPlan, plan_json, plan_project
 from builder.errors import UsageError
 from builder.images import names
+from builder.images.changes import base_changes, describe_change, load_record, save_record
 from builder.images.checksum import code_key
 from builder.images.context import ContextBuilder
 from builder.images.dockerfile import (
@@ -29,12 +30,11 @@ from builder.images.dockerfile import (
     with_labels,
 )
 from builder.images.engine import Engine, build_network
-from builder.images.inputs import BaseRecipe, gather_base
+from builder.images.inputs import BaseRecipe, gather_base, registered_repositories
 from builder.images.install_step import PATHS
 from builder.images.parent import resolve_parent
 from builder.images.progress import Progress, default_progress
 from builder.images.wheelhouse import builder_identity, ensure_wheelhouse
-from builder.repositories.base import BaseCodeRepository
 from builder.repositories.types import public_spec
 from builder.state.locks import file_lock
 from builder.state.store import Store
@@ -55,6 +55,7 @@ class BuildResult:
     content_hash: str | None = None
     repository_spec: dict[str, Any] | None = None
     sources: dict[str, Source] = field(default_factory=dict)
+    base_changes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def mode(self) -> str:
@@ -71,7 +72,7 @@ class BuildResult:
     def to_json(self) -> dict[str, Any]:
         return plan_json(self.project.plan, checksum=self.checksum, base_image=self.base_image,
                          image=self.image, built=self.built, pushed=self.pushed,
-                         seconds=self.seconds)
+                         seconds=self.seconds, base_changes=self.base_changes)
 
 
 def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = False,
@@ -92,13 +93,22 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
     try:
         parent = resolve_parent(engine, settings.parent_image, store.home,
                                 settings_file=settings.file, log=progress.note)
-        recipe = gather_base(settings, parent, _repositories(project, store))
+        recipe = gather_base(settings, parent,
+                             registered_repositories(project.repositories, store))
         base = names.base_ref(settings.name, registry, recipe.checksum)
+        previous = load_record(store.home, settings.project_dir)
+        changes = []
+        if previous is not None and previous.get("checksum") != recipe.checksum:
+            changes = base_changes(previous, recipe.record)
+            for change in changes:
+                progress.note(f"base image inputs changed: {describe_change(change)}")
         builds = _Builds(engine, store.home, registry, progress)
         labels = _labels(project, recipe.checksum)
         builds.ensure(base, "base image", lambda: _build_base(engine, recipe, base, store.home,
                                                               labels, progress))
-        result = BuildResult(project, recipe.checksum, base, base)
+        save_record(store.home, settings.project_dir,
+                    {"checksum": recipe.checksum, **recipe.record})
+        result = BuildResult(project, recipe.checksum, base, base, base_changes=changes)
         if project.plan.mode == "bake":
             from builder.code.files import file_set
 
@@ -139,12 +149,6 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
             engine.close()
     result.seconds = time.perf_counter() - started
     return result
-
-
-def _repositories(project: ProjectPlan, store: Store) -> dict[str, tuple[str, BaseCodeRepository]]:
-    records = {record.name: record for record in store.repositories()}
-    return {name: (records[name].type if name in records else repo.type, repo)
-            for name, repo in sorted(project.repositories.items())}
 
 
 def _labels(project: ProjectPlan, checksum: str) -> dict[str, str]:
@@ -192,7 +196,7 @@ def _build_base(engine: Engine, recipe: BaseRecipe, ref: str, home: Path,
 
 def download_cache(home: Path) -> Path:
     """The host's download cache (a folder per installer), kept between base builds."""
-    path = (home / "cache").resolve()
+    path = (home / "downloads").resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
 

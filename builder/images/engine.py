@@ -232,7 +232,7 @@ class Engine:
                 container = self.api.create_container(
                     image, command=[script], entrypoint=["/bin/sh", "-c"], user="0",
                     working_dir="/", host_config=host_config,
-                    labels={"org.builder.role": "install-step"},
+                    labels={"org.builder.role": "install-step", "org.builder.image": what},
                 )["Id"]
                 if files is not None:
                     self.api.put_archive(container, "/", files)

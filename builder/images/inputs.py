@@ -6,19 +6,22 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from builder.images import wheelhouse
 from builder.images.checksum import BaseInputs, checksum
 from builder.images.context import ContextBuilder
-from builder.images.dockerfile import render_base
+from builder.images.dockerfile import render_base, template_sources
 from builder.images.install_step import CACHE_OWNER_FILE, PATHS, InstallStep, render_install
 from builder.images.installers import Installer, get_installer
 from builder.images.parent import Parent
 from builder.images.requirements import MAIN_FILE, Requirements, collect_requirements
 from builder.repositories.base import BaseCodeRepository
 from builder.state.settings import Settings
+from builder.state.store import Store
 
 # What each built-in repository type needs in the image for the entrypoint to download.
 TYPE_EXTRAS = {"github": ("github",), "gitlab": ("gitlab",)}
@@ -64,6 +67,10 @@ class BaseRecipe:
     needs: RuntimeNeeds
     installer: Installer
     checksum: str
+    record: dict[str, Any]  # the inputs as builder.images.changes compares them
+
+    def __hash__(self) -> int:
+        return hash(self.checksum)
 
     @property
     def dockerfile(self) -> str:
@@ -125,8 +132,36 @@ def gather_base(settings: Settings, parent: Parent,
         runtime_needs=needs.describe(),
         installer=installer.name,
     )
+    record = {**known_inputs(settings, requirements, needs),
+              "parent_digest": parent.id, "python_version": parent.target.version,
+              "platform": parent.target.platform}
     return BaseRecipe(parent, inputs, prefix, install, requirements, needs, installer,
-                      checksum(inputs))
+                      checksum(inputs), record)
+
+
+def known_inputs(settings: Settings, requirements: Requirements,
+                 needs: RuntimeNeeds) -> dict[str, Any]:
+    """The base's inputs that are known without an engine (for builder.images.changes)."""
+    return {
+        "requirements": list(requirements.lines),
+        "apt_packages": sorted(set(settings.apt_packages) | set(needs.apt)),
+        "environment": dict(sorted(settings.environment.items())),
+        "runtime_needs": list(needs.describe()),
+        "custom_sources": [m.digest for m in needs.custom_modules],
+        "parent_image": settings.parent_image,
+        "installer": settings.installer,
+        "template": template_sources(),
+        "builder_version": wheelhouse.builder_identity(),
+        "code_dir": settings.code_dir,
+    }
+
+
+def registered_repositories(repositories: Mapping[str, BaseCodeRepository],
+                            store: Store) -> dict[str, tuple[str, BaseCodeRepository]]:
+    """name -> (registered type, repository object), as gather_base wants them."""
+    records = {record.name: record for record in store.repositories()}
+    return {name: (records[name].type if name in records else repo.type, repo)
+            for name, repo in sorted(repositories.items())}
 
 
 def runtime_needs(repositories: dict[str, tuple[str, BaseCodeRepository]]) -> RuntimeNeeds:

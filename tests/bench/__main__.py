@@ -13,6 +13,8 @@ Scenarios (the letters of the README table; each module also runs on its own):
   e  container start, warm and cold: the entrypoint against a plain docker run (bench_start;
      medium)
   f  no-op build: builder build against docker build, all cached (bench_build; large)
+  g  base image build, cold and after one requirement changes: builder build against docker
+     build of the conventional Dockerfile with pip (bench_base; 15 pinned packages)
 
 A full run (5 repetitions after 1 warm-up, all sizes) prints the table, writes it into
 README's "Benchmarks" section with the date and the machine, and draws docs/bench.png.
@@ -30,6 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tests.bench import (
+    bench_base,
     bench_build,
     bench_download,
     bench_iterate,
@@ -61,6 +64,7 @@ PLAN: list[tuple[str, Scenario, list[str]]] = [
     ("c", bench_download.run, ["medium"]),
     ("a", bench_iterate.run_pushed, SIZE_ORDER),
     ("b", bench_iterate.run_uncommitted, ["small", "medium"]),  # large: +6 min, same story
+    ("g", bench_base.run, ["small"]),  # its own 15-package project, whatever the size
 ]
 
 
@@ -113,7 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             results += scenario(ctx, ["small"] if args.quick else sizes)
     minutes = (time.perf_counter() - started) / 60
     sizes = list(fixtures.SPECS)
-    results.sort(key=lambda r: (r.key, sizes.index(r.project.split(":")[0])))
+    def order(result: Result) -> tuple[str, int]:
+        size = result.project.split(":")[0]
+        return result.key, sizes.index(size) if size in sizes else len(sizes)
+
+    results.sort(key=order)
 
     table = markdown_table(results)
     print(table)

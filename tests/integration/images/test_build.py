@@ -234,17 +234,23 @@ def test_unknown_parent_image_is_bad_input(world, names, registry):
     assert "Traceback" not in result.stderr
 
 
-def test_failing_pip_install_shows_the_step_and_its_last_lines(world, names):
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_failing_install_shows_the_step_and_its_last_lines(world, names, docker_client,
+                                                            installer):
     project = world.root / "p"
     project.mkdir()
-    (project / "builder.yaml").write_text(yaml(names()))
+    name = names()
+    (project / "builder.yaml").write_text(yaml(name, extra=f"installer: {installer}\n"))
     (project / "requirements.txt").write_text("builder-test-no-such-package-4711==0.0.1\n")
     result = build(world, project)
     assert result.code == 1 and result.stdout == ""
     error = result.stderr[result.stderr.index("builder: error:"):]
-    assert "pip install" in error and "returned a non-zero code" in error
+    assert "failed at 'the install step': exit code 1" in error
     assert "builder-test-no-such-package-4711" in error
     assert "last lines of output" in error and "Traceback" not in error
+    # the install container is gone, whatever happened in it
+    steps = docker_client.containers.list(all=True, filters={"label": "org.builder.role"})
+    assert not [c for c in steps if c.labels.get("org.builder.image", "").startswith(name)]
 
 
 def test_engine_down_is_an_operation_failure(world, names):
