@@ -180,18 +180,38 @@ def _build_base(engine: Engine, recipe: BaseRecipe, ref: str, home: Path,
             with recipe.prefix_context().to_file() as tar:
                 image = engine.build(tar, tag=None, progress=progress,
                                      network_mode=build_network())
-        cache = download_cache(home)
-        with recipe.install_files(wheels, cache_owner()).to_file() as files:
+        image = _runtime(engine, recipe, image, wheels, home, progress)
+        with recipe.requirement_files(wheels, cache_owner()).to_file() as files:
             image = engine.run_commit(
-                image, recipe.install.script, files=files, mounts={str(cache): PATHS.cache},
+                image, recipe.install.requirements, files=files,
+                mounts={str(download_cache(home)): PATHS.cache},
                 changes=[*recipe.install.changes, label_instruction(base_labels)],
                 progress=progress, network_mode=build_network(), what=ref,
-                message=f"builder: install step ({recipe.installer.name})")
+                message=f"builder: requirements ({recipe.installer.name})")
         engine.tag(image, ref)
     except BaseException:
         progress.fail(f"building {ref} failed")
         raise
     progress.finish(f"built {ref} in {time.perf_counter() - started:.1f} s")
+
+
+def _runtime(engine: Engine, recipe: BaseRecipe, below: str, wheels: Path, home: Path,
+             progress: Progress) -> str:
+    """builder's environment on `below`: found by its key, or made once and kept (untagged,
+    labelled) for every base image that needs the same."""
+    key = recipe.runtime_key(below, wheels)
+    labels = {LABEL_PREFIX + "role": "runtime", LABEL_PREFIX + "runtime-key": key}
+    with image_lock(home, f"runtime-{key}"):
+        found = engine.labelled_image(labels)
+        if found:
+            progress.note(f"builder's environment: layer {found[7:19]} (built before)")
+            return found
+        with recipe.runtime_files(wheels).to_file() as files:
+            return engine.run_commit(
+                below, recipe.install.runtime, files=files, mounts={},
+                changes=[label_instruction(labels)], progress=progress,
+                network_mode=build_network(), what=f"builder's environment ({key[:12]})",
+                message=f"builder: environment ({recipe.installer.name})")
 
 
 def download_cache(home: Path) -> Path:

@@ -11,6 +11,7 @@ import collections
 import contextlib
 import os
 import re
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ class Engine:
     def __init__(self, client: docker.DockerClient) -> None:
         self.client = client
         self.api = client.api
+        self._removals: list[threading.Thread] = []
 
     @classmethod
     def connect(cls, timeout: float | None = None) -> Engine:
@@ -67,6 +69,9 @@ class Engine:
         return cls(client)
 
     def close(self) -> None:
+        for removal in self._removals:  # containers removed in the background
+            removal.join()
+        self._removals.clear()
         self.client.close()
 
     # ---- images --------------------------------------------------------------------------
@@ -253,6 +258,10 @@ class Engine:
                                        f"exit code {status}", tail)
                 committed = self.api.commit(container, message=message or None,
                                             changes=list(changes))
+                # Removing the container's files takes a while: it goes on while builder does
+                # what comes next, and `close` waits for it.
+                self._remove_later(container)
+                container = None
                 return str(committed["Id"])
         except docker.errors.APIError as exc:
             raise BuildError(redact(f"building {what} failed in the install step: "
@@ -261,6 +270,30 @@ class Engine:
             if container is not None:
                 with contextlib.suppress(docker.errors.APIError, EngineError):
                     self.api.remove_container(container, force=True)
+
+    def _remove_later(self, container: str) -> None:
+        import docker
+
+        def remove() -> None:
+            # a client of its own (connected as `connect` does): docker-py's session is not
+            # shared between threads
+            with contextlib.suppress(Exception):  # a container left over is no failure
+                client = docker.from_env(timeout=int(self.api.timeout))
+                try:
+                    client.api.remove_container(container, force=True)
+                finally:
+                    client.close()
+
+        thread = threading.Thread(target=remove, name="builder-remove-container")
+        thread.start()
+        self._removals.append(thread)
+
+    def labelled_image(self, labels: Mapping[str, str]) -> str | None:
+        """The id of an image that has all these labels (tagged or not), or None."""
+        filters = {"label": [f"{key}={value}" for key, value in sorted(labels.items())]}
+        with self._errors("list images"):
+            found = self.api.images(filters=filters, all=True, quiet=True)
+        return str(found[0]) if found else None
 
     def tag(self, image_id: str, ref: str) -> None:
         import docker

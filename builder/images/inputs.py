@@ -15,7 +15,7 @@ from builder.images import wheelhouse
 from builder.images.checksum import BaseInputs, checksum
 from builder.images.context import ContextBuilder
 from builder.images.dockerfile import render_base, template_sources
-from builder.images.install_step import CACHE_OWNER_FILE, PATHS, InstallStep, render_install
+from builder.images.install_step import CACHE_OWNER_FILE, PATHS, InstallSteps, render_install
 from builder.images.installers import Installer, get_installer
 from builder.images.parent import Parent
 from builder.images.requirements import MAIN_FILE, Requirements, collect_requirements
@@ -62,7 +62,7 @@ class BaseRecipe:
     parent: Parent
     inputs: BaseInputs
     prefix: str  # the Dockerfile part: parent and apt packages
-    install: InstallStep
+    install: InstallSteps
     requirements: Requirements
     needs: RuntimeNeeds
     installer: Installer
@@ -82,25 +82,41 @@ class BaseRecipe:
         context.add_bytes("Dockerfile", self.prefix.encode("utf-8"))
         return context
 
-    def install_files(self, wheels: Path, cache_owner: str | None) -> ContextBuilder:
-        """What the install step needs, laid out from `/`; removed again before the commit."""
+    def runtime_files(self, wheels: Path) -> ContextBuilder:
+        """What the runtime step needs, laid out from `/`; removed again before the commit."""
+        files = ContextBuilder()
+        staging = PATHS.staging.lstrip("/")
+        tools = self.installer.tools(wheels)
+        for wheel in sorted(wheels.glob("*.whl")):
+            if not any(wheel.name.startswith(f"{name}-") for name in tools):
+                files.add_file(f"{staging}/wheelhouse/{wheel.name}", wheel)
+        for name, tool in sorted(tools.items()):
+            files.add_file(f"{staging}/tools/{name}", tool, executable=True)
+        for module in self.needs.custom_modules:
+            for name, data in module.files:
+                files.add_bytes(f"{staging}/custom/{name}", data)
+        return files
+
+    def requirement_files(self, wheels: Path, cache_owner: str | None) -> ContextBuilder:
+        """What the requirements step needs, laid out from `/`; removed before the commit."""
         files = ContextBuilder()
         staging = PATHS.staging.lstrip("/")
         if self.requirements:
             files.add_bytes(f"{staging}/requirements/{MAIN_FILE}", self.requirements.text())
             for name, data in self.requirements.files:
                 files.add_bytes(f"{staging}/requirements/{name}", data)
-        for wheel in sorted(wheels.glob("*.whl")):
-            if not wheel.name.startswith("uv-"):
-                files.add_file(f"{staging}/wheelhouse/{wheel.name}", wheel)
         for name, tool in sorted(self.installer.tools(wheels).items()):
             files.add_file(f"{staging}/tools/{name}", tool, executable=True)
-        for module in self.needs.custom_modules:
-            for name, data in module.files:
-                files.add_bytes(f"{staging}/custom/{name}", data)
         if cache_owner:
             files.add_bytes(f"{staging}/{CACHE_OWNER_FILE}", cache_owner.encode())
         return files
+
+    def runtime_key(self, below: str, wheels: Path) -> str:
+        """What builder's environment layer depends on: the image below it, the step, the
+        wheels (the wheelhouse's own key), the custom modules."""
+        text = "\n".join([below, self.install.runtime, wheels.name,
+                          *(m.digest for m in self.needs.custom_modules)])
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def gather_base(settings: Settings, parent: Parent,

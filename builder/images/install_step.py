@@ -41,40 +41,56 @@ _CUSTOM_PTH = (
 
 
 @dataclass(frozen=True)
-class InstallStep:
-    script: str  # run by /bin/sh -c, as root
-    changes: tuple[str, ...]  # Dockerfile instructions the commit applies (no LABEL here)
+class InstallSteps:
+    """Two steps, each run in a container and committed, then the image settings.
+
+    - runtime: builder's own environment. It depends only on the image below it, builder and
+      the repository types, so one committed layer serves every base image built on the same
+      parent (builder.images.build finds it by its key) and a change of requirements never
+      reinstalls builder;
+    - requirements: the project's requirements, with the download cache mounted.
+    """
+
+    runtime: str  # run by /bin/sh -c, as root; no mounts
+    requirements: str  # run by /bin/sh -c, as root, with the cache at PATHS.cache
+    changes: tuple[str, ...]  # Dockerfile instructions the last commit applies (LABEL aside)
 
     def text(self) -> str:
-        """The step as a reader (and the checksum) sees it."""
-        return ("# install step: run in a container with the download cache mounted at "
-                f"{PATHS.cache}, then committed\n{self.script}"
-                + "".join(f"{change}\n" for change in self.changes))
+        """The steps as a reader (and the checksum) sees them."""
+        return ("# install step 1, builder's environment: run in a container, committed\n"
+                f"{self.runtime}"
+                "# install step 2, the requirements: run in a container with the download "
+                f"cache mounted at {PATHS.cache}, committed with these settings\n"
+                f"{self.requirements}" + "".join(f"{change}\n" for change in self.changes))
 
 
 def render_install(installer: Installer, *, has_requirements: bool,
                    builder_requirements: Sequence[str], custom_module: bool,
-                   environment: Mapping[str, str], code_dir: str) -> InstallStep:
-    owner = f"{PATHS.staging}/{CACHE_OWNER_FILE}"
-    lines = [
-        "set -eu",
-        "finish() {",
-        f"  if [ -f {owner} ]; then "
-        + _GIVE_BACK_CACHE.format(owner=owner, cache=PATHS.cache) + "; fi",
-        f"  rm -rf {PATHS.staging}",  # what the host handed in never reaches the layer
-        "}",
-        "trap finish EXIT",
-    ]
-    if has_requirements:
-        lines += installer.install_requirements(f"{PATHS.requirements_dir}/{MAIN_FILE}", PATHS)
-    lines += installer.install_builder(BUILDER_HOME, builder_requirements, PATHS)
+                   environment: Mapping[str, str], code_dir: str) -> InstallSteps:
+    runtime = [*_frame(with_cache=False),
+               *installer.install_builder(BUILDER_HOME, builder_requirements, PATHS)]
     if custom_module:
-        lines += [f"mv {PATHS.staging}/custom {BUILDER_HOME}/custom",
-                  _CUSTOM_PTH.format(home=BUILDER_HOME)]
-    lines.append(f"mkdir -p {code_dir}")
+        runtime += [f"mv {PATHS.staging}/custom {BUILDER_HOME}/custom",
+                    _CUSTOM_PTH.format(home=BUILDER_HOME)]
+    requirements = _frame(with_cache=True)
+    if has_requirements:
+        requirements += installer.install_requirements(f"{PATHS.requirements_dir}/{MAIN_FILE}",
+                                                       PATHS)
+    requirements.append(f"mkdir -p {code_dir}")
     changes = [f"ENV {key}={env_quote(value)}" for key, value in sorted(environment.items())]
     changes += [f"ENV BUILDER_CODE_DIR={env_quote(code_dir)}",
                 f"WORKDIR {code_dir}",
                 "ENTRYPOINT " + json.dumps([f"{BUILDER_HOME}/bin/builder", "entrypoint", "--"]),
                 "CMD []"]
-    return InstallStep("\n".join(lines) + "\n", tuple(changes))
+    return InstallSteps("\n".join(runtime) + "\n", "\n".join(requirements) + "\n",
+                        tuple(changes))
+
+
+def _frame(*, with_cache: bool) -> list[str]:
+    """Stop at the first failure; on exit, remove what the host handed in (it never reaches
+    the layer) and give the cache's files back to the host user."""
+    owner = f"{PATHS.staging}/{CACHE_OWNER_FILE}"
+    give_back = (f"  if [ -f {owner} ]; then "
+                 + _GIVE_BACK_CACHE.format(owner=owner, cache=PATHS.cache) + "; fi")
+    return ["set -eu", "finish() {", *([give_back] if with_cache else []),
+            f"  rm -rf {PATHS.staging}", "}", "trap finish EXIT"]

@@ -119,12 +119,12 @@ class BaseBench:
         return {"downloaded": float(prepared[0]) if prepared else 0.0}
 
     def forget_base(self) -> None:
-        """No base image of the project and an empty download cache."""
+        """No base image of the project and an empty download cache ($BUILDER_HOME/downloads)."""
         listing = sh(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", NAME],
                      env=self.env).stdout.split()
         if listing:
             sh(["docker", "image", "rm", *listing], env=self.env)
-        shutil.rmtree(self.home / "cache", ignore_errors=True)
+        shutil.rmtree(self.home / "downloads", ignore_errors=True)
 
     def cold(self) -> Result:
         progress("bench g: base build, cold")

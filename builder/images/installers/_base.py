@@ -57,4 +57,4 @@ class Installer(ABC):
     def install_builder(self, home: str, requirements: Sequence[str],
                         paths: InstallPaths) -> list[str]:
         """Shell lines making a virtual environment at `home` holding `requirements`, from
-        the wheels at `paths.wheelhouse` only (no index)."""
+        the wheels at `paths.wheelhouse` only (no index, and no cache mounted)."""

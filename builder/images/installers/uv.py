@@ -44,8 +44,11 @@ class UvInstaller(Installer):
     def tools(self, wheelhouse: Path) -> dict[str, Path]:
         return {"uv": uv_binary(wheelhouse)}
 
-    def _uv(self, paths: InstallPaths) -> str:
-        return f"{UV_ENV.format(cache=paths.cache + '/uv')} {paths.tools}/uv"
+    def _uv(self, paths: InstallPaths, *, cache: bool = True) -> str:
+        settings = UV_ENV.format(cache=paths.cache + "/uv")
+        if not cache:  # builder's own wheels are at hand: a temporary cache, left behind
+            settings = settings.replace(f"UV_CACHE_DIR={paths.cache}/uv", "UV_NO_CACHE=1")
+        return f"{settings} {paths.tools}/uv"
 
     def install_requirements(self, requirements_file: str, paths: InstallPaths) -> list[str]:
         # --system: the parent's Python, found as `python3` on PATH; --break-system-packages:
@@ -58,8 +61,8 @@ class UvInstaller(Installer):
                         paths: InstallPaths) -> list[str]:
         # `uv venv` needs no ensurepip (Debian's python3-venv), and the environment gets no pip.
         wanted = " ".join(shlex.quote(r) for r in requirements)
-        return [f"{self._uv(paths)} venv --quiet --python python3 {home}",
-                f"{self._uv(paths)} pip install --quiet --python {home}/bin/python "
+        return [f"{self._uv(paths, cache=False)} venv --quiet --python python3 {home}",
+                f"{self._uv(paths, cache=False)} pip install --quiet --python {home}/bin/python "
                 f"--compile-bytecode --no-index --find-links {paths.wheelhouse} {wanted}"]
 
 

@@ -355,3 +355,50 @@ def test_reuse_bake_and_registry_round_trip(world, names, docker_client, registr
     assert changed["checksum"] != first["checksum"]
     assert changed["built"] == [changed["base_image"], changed["image"]]
     assert run_in(docker_client, changed["image"], "python", "main.py") == "version two 1.16.0"
+
+
+def test_one_changed_requirement_is_named_and_downloaded_alone(world, names, docker_client):
+    project = world.root / "p"
+    project.mkdir()
+    (project / "builder.yaml").write_text(yaml(names()))
+    (project / "requirements.txt").write_text("six==1.16.0\nidna==3.7\n")
+    first = build(world, project)
+    assert first.json()["base_changes"] == []
+    assert "Prepared 2 packages" in first.stderr  # uv's summary: both downloaded
+    assert world.status(project)["base_changes"] == []
+
+    (project / "requirements.txt").write_text("# pinned\nsix==1.16.0\nidna==3.6\n")
+    change = {"input": "requirements", "added": ["idna==3.6"], "removed": ["idna==3.7"]}
+    assert world.status(project)["base_changes"] == [change]
+    text = world.builder("status", str(project))
+    assert "base changes  - requirements: + idna==3.6, - idna==3.7" in text.stdout
+
+    second = build(world, project)
+    info = second.json()
+    assert info["base_changes"] == [change] and info["base_image"] in info["built"]
+    assert "base image inputs changed: requirements: + idna==3.6, - idna==3.7" in second.stderr
+    assert "Prepared 1 package " in second.stderr  # the download cache had six
+    assert run_in(docker_client, info["image"], "python", "-c",
+                  "import idna, six; print(idna.__version__, six.__version__)") == "3.6 1.16.0"
+    # the record follows the last build; the cache belongs to the user who ran builder
+    assert world.status(project)["base_changes"] == []
+    downloads = world.home / "downloads"
+    assert (downloads / "uv").is_dir()
+    assert {p.stat().st_uid for p in downloads.rglob("*")} == {os.getuid()}
+
+
+def test_pip_installer_builds_the_same_kind_of_base(world, names, docker_client):
+    project = world.root / "p"
+    project.mkdir()
+    (project / "builder.yaml").write_text(yaml(names(), extra="installer: pip\n"))
+    (project / "requirements.txt").write_text("six==1.16.0\n")
+    (project / "main.py").write_text(MAIN_V1)
+    info = built(world, project)
+    assert run_in(docker_client, info["image"], "python", "main.py") == "version one 1.16.0"
+    config = docker_client.api.inspect_image(info["base_image"])["Config"]
+    assert config["Entrypoint"] == ["/opt/builder/bin/builder", "entrypoint", "--"]
+    assert config["WorkingDir"] == "/app/code" and not config["Cmd"]
+    # nothing handed to the install step is left in the image
+    assert run_in(docker_client, info["base_image"], "sh", "-c",
+                  "ls /opt; test ! -e /opt/builder-install && echo clean",
+                  entrypoint=False).split() == ["builder", "clean"]

@@ -272,29 +272,39 @@ def test_base_dockerfile_part_is_the_parent_and_apt_packages():
 
 
 @pytest.mark.parametrize("name", ["uv", "pip"])
-def test_install_step_installs_requirements_then_builder_and_sets_the_entrypoint(name):
-    step = render_install(get_installer(name), has_requirements=True,
-                          builder_requirements=("builder-cli[github]",), custom_module=False,
-                          environment={"X": "a$b c"}, code_dir="/srv/app")
-    script = step.script
-    order = [script.index(marker) for marker in
-             ("-r /opt/builder-install/requirements/requirements.txt", " /opt/builder\n",
-              "--no-index --find-links /opt/builder-install/wheelhouse 'builder-cli[github]'",
-              "mkdir -p /srv/app")]
-    assert order == sorted(order)
-    assert "rm -rf /opt/builder-install" in script and "trap finish EXIT" in script
-    assert "/var/cache/builder-install/" + name in script
-    assert step.changes == ('ENV X="a\\$b c"', 'ENV BUILDER_CODE_DIR="/srv/app"',
-                            "WORKDIR /srv/app",
-                            'ENTRYPOINT ["/opt/builder/bin/builder", "entrypoint", "--"]',
-                            "CMD []")
+def test_install_steps_make_builder_then_install_requirements_and_set_the_entrypoint(name):
+    steps = render_install(get_installer(name), has_requirements=True,
+                           builder_requirements=("builder-cli[github]",), custom_module=False,
+                           environment={"X": "a$b c"}, code_dir="/srv/app")
+    assert " /opt/builder\n" in steps.runtime
+    assert "--no-index --find-links /opt/builder-install/wheelhouse 'builder-cli[github]'" \
+        in steps.runtime
+    # builder's environment needs no cache and nothing of the project
+    assert "/var/cache/builder-install" not in steps.runtime and "/srv/app" not in steps.runtime
+    assert "-r /opt/builder-install/requirements/requirements.txt" in steps.requirements
+    assert "/var/cache/builder-install/" + name in steps.requirements
+    assert steps.requirements.rstrip().endswith("mkdir -p /srv/app")
+    for script in (steps.runtime, steps.requirements):
+        assert "rm -rf /opt/builder-install" in script and "trap finish EXIT" in script
+    assert steps.changes == ('ENV X="a\\$b c"', 'ENV BUILDER_CODE_DIR="/srv/app"',
+                             "WORKDIR /srv/app",
+                             'ENTRYPOINT ["/opt/builder/bin/builder", "entrypoint", "--"]',
+                             "CMD []")
 
 
-def test_install_step_without_requirements_installs_only_builder():
-    step = render_install(get_installer("uv"), has_requirements=False,
-                          builder_requirements=("builder-cli",), custom_module=False,
-                          environment={}, code_dir="/app/code")
-    assert "requirements.txt" not in step.script and "--system" not in step.script
+def test_builder_environment_step_does_not_depend_on_the_project():
+    def steps(**changes: object):
+        options: dict[str, object] = {
+            "has_requirements": True, "builder_requirements": ("builder-cli",),
+            "custom_module": False, "environment": {}, "code_dir": "/app/code", **changes}
+        return render_install(get_installer("uv"), **options)  # type: ignore[arg-type]
+
+    plain = steps()
+    for other in (steps(has_requirements=False), steps(environment={"A": "1"}),
+                  steps(code_dir="/srv")):
+        assert other.runtime == plain.runtime and other.text() != plain.text()
+    assert steps(builder_requirements=("builder-cli[gitlab]",)).runtime != plain.runtime
+    assert "requirements.txt" not in steps(has_requirements=False).requirements
 
 
 def test_code_template_is_one_copy_on_the_base():
