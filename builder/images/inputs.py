@@ -5,6 +5,7 @@ the rendered Dockerfile part and install step.
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from builder.repositories.base import BaseCodeRepository
 from builder.state.settings import Settings
 from builder.state.store import Store
 
+_URL_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@]+@")
 # What each built-in repository type needs in the image for the entrypoint to download.
 TYPE_EXTRAS = {"github": ("github",), "gitlab": ("gitlab",)}
 TYPE_APT = {"git": ("git",)}
@@ -159,7 +161,7 @@ def known_inputs(settings: Settings, requirements: Requirements,
                  needs: RuntimeNeeds) -> dict[str, Any]:
     """The base's inputs that are known without an engine (for builder.images.changes)."""
     return {
-        "requirements": list(requirements.lines),
+        "requirements": [hide_url_credentials(line) for line in requirements.lines],
         "apt_packages": sorted(set(settings.apt_packages) | set(needs.apt)),
         "environment": dict(sorted(settings.environment.items())),
         "runtime_needs": list(needs.describe()),
@@ -170,6 +172,12 @@ def known_inputs(settings: Settings, requirements: Requirements,
         "builder_version": wheelhouse.builder_identity(),
         "code_dir": settings.code_dir,
     }
+
+
+def hide_url_credentials(line: str) -> str:
+    """A requirement line as records and messages show it: a URL's user and password (often
+    a token) replaced by ***."""
+    return _URL_USERINFO.sub(r"\1***@", line)
 
 
 def registered_repositories(repositories: Mapping[str, BaseCodeRepository],

@@ -4,10 +4,11 @@ conventional Dockerfile (FROM parent, COPY requirements, pip install, COPY . .).
 The project needs 15 pinned pure-Python packages from the index (through this machine's
 proxy, as users' builds go). Two cases, each on its own project directory per side:
 
-- cold: no base image and an empty download cache for builder (`$BUILDER_HOME/cache`);
-  `docker build --no-cache` for the conventional side. builder's own wheelhouse (its runtime
-  dependencies, fetched once per builder version and platform) is ready from the warm-up,
-  and the engine has the parent image, as on any machine that has built before.
+- cold: the project's first base build. No base image and an empty download cache
+  (`$BUILDER_HOME/downloads`) for builder; `docker build --no-cache` for the conventional
+  side. What builder makes once per builder version and parent, for every project, is ready
+  from the warm-up, as the parent image is: its wheelhouse and its environment layer (kept
+  alive here by the base image of a second project, as any earlier project's base keeps it).
 - one requirement changes: each run pins a version of `more-itertools` that no earlier run
   used. builder rebuilds its base with the cache of the earlier runs, so it downloads one
   package (the run checks uv's "Prepared 1 package"); docker's layer cache ends at the COPY of
@@ -34,6 +35,7 @@ from tests.bench.context import PARENT_IMAGE, BenchContext, BenchError, sh
 from tests.bench.harness import Goal, Metrics, Result, Side, interleave, progress
 
 NAME = "builder-bench-base"
+KEEPER = "builder-bench-base-keeper"  # a second project: its base keeps builder's layer
 CONVENTIONAL = "builder-bench-base-conventional"
 REQUIREMENTS = [
     "attrs==24.2.0",
@@ -100,6 +102,9 @@ class BaseBench:
         self.images: set[str] = set()
         write_project(self.ours, next(self.versions), ctx.marker("base"))
         write_project(self.theirs, VERSIONS[0], ctx.marker("base"))
+        self.keeper = self.root / "keeper"
+        self.keeper.mkdir(parents=True)
+        (self.keeper / "builder.yaml").write_text(f"name: {KEEPER}\n")
 
     def builder_build(self) -> subprocess.CompletedProcess[str]:
         return sh([str(_builder()), "build", str(self.ours), "--json"], env=self.env)
@@ -128,6 +133,7 @@ class BaseBench:
 
     def cold(self) -> Result:
         progress("bench g: base build, cold")
+        sh([str(_builder()), "build", str(self.keeper), "--json"], env=self.env)
         ours, theirs = interleave(
             Side("builder build", self.builder_build, before=self.forget_base,
                  after=self.built_base),
@@ -158,8 +164,9 @@ class BaseBench:
                       CHANGE_GOAL, notes=notes)
 
     def cleanup(self) -> None:
-        listing = sh(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", NAME],
-                     env=self.env, check=False).stdout.split()
+        listing = [ref for name in (NAME, KEEPER) for ref in sh(
+            ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", name],
+            env=self.env, check=False).stdout.split()]
         for ref in [*listing, f"{CONVENTIONAL}:latest", *sorted(self.images)]:
             sh(["docker", "image", "rm", ref], env=self.env, check=False)
 

@@ -93,3 +93,21 @@ def test_unreadable_or_other_version_records_are_ignored(tmp_path):
     assert load_record(home, tmp_path) is None
     path.write_text(json.dumps({"version": RECORD_VERSION + 1, "checksum": "x"}))
     assert load_record(home, tmp_path) is None
+
+
+def test_records_and_messages_hide_credentials_of_index_urls(tmp_path):
+    from builder.images.inputs import known_inputs, runtime_needs
+    from builder.images.requirements import collect_requirements
+    from builder.state.settings import load_settings
+
+    (tmp_path / "builder.yaml").write_text("name: demo\n")
+    (tmp_path / "requirements.txt").write_text(
+        "--extra-index-url https://user:s3cret-t0ken@pkgs.example.com/simple\n"
+        "pkg @ git+https://ghp_abc123@github.com/acme/pkg@main\nsix==1.16.0\n")
+    settings = load_settings(tmp_path)
+    requirements = collect_requirements(settings)
+    assert "s3cret-t0ken" in requirements.text().decode()  # installed as written
+    record = known_inputs(settings, requirements, runtime_needs({}))
+    assert record["requirements"] == [
+        "--extra-index-url https://***@pkgs.example.com/simple",
+        "pkg @ git+https://***@github.com/acme/pkg@main", "six==1.16.0"]
