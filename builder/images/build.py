@@ -180,11 +180,15 @@ def _build_base(engine: Engine, recipe: BaseRecipe, ref: str, home: Path,
             with recipe.prefix_context().to_file() as tar:
                 image = engine.build(tar, tag=None, progress=progress,
                                      network_mode=build_network())
-        image = _runtime(engine, recipe, image, wheels, home, progress)
-        with recipe.requirement_files(wheels, cache_owner()).to_file() as files:
+        # With a local engine the host's cache is the mounted one: the tools go there once.
+        # Otherwise they are handed in and the step keeps them in the engine host's cache.
+        cache = download_cache(home)
+        hand_in = not (engine.is_local() and keep_tools(recipe, wheels, cache))
+        image = _runtime(engine, recipe, image, wheels, home, progress, hand_in)
+        with recipe.requirement_files(wheels, cache_owner(), tools=hand_in).to_file() as files:
             image = engine.run_commit(
                 image, recipe.install.requirements, files=files,
-                mounts={str(download_cache(home)): PATHS.cache},
+                mounts={str(cache): PATHS.cache},
                 changes=[*recipe.install.changes, label_instruction(base_labels)],
                 progress=progress, network_mode=build_network(), what=ref,
                 message=f"builder: requirements ({recipe.installer.name})")
@@ -196,7 +200,7 @@ def _build_base(engine: Engine, recipe: BaseRecipe, ref: str, home: Path,
 
 
 def _runtime(engine: Engine, recipe: BaseRecipe, below: str, wheels: Path, home: Path,
-             progress: Progress) -> str:
+             progress: Progress, hand_in: bool) -> str:
     """builder's environment on `below`: found by its key, or made once and kept (untagged,
     labelled) for every base image that needs the same."""
     key = recipe.runtime_key(below, wheels)
@@ -206,12 +210,29 @@ def _runtime(engine: Engine, recipe: BaseRecipe, below: str, wheels: Path, home:
         if found:
             progress.note(f"builder's environment: layer {found[7:19]} (built before)")
             return found
-        with recipe.runtime_files(wheels).to_file() as files:
+        with recipe.runtime_files(wheels, cache_owner(), tools=hand_in).to_file() as files:
             return engine.run_commit(
-                below, recipe.install.runtime, files=files, mounts={},
+                below, recipe.install.runtime, files=files,
+                mounts={str(download_cache(home)): PATHS.cache},
                 changes=[label_instruction(labels)], progress=progress,
                 network_mode=build_network(), what=f"builder's environment ({key[:12]})",
                 message=f"builder: environment ({recipe.installer.name})")
+
+
+def keep_tools(recipe: BaseRecipe, wheels: Path, cache: Path) -> bool:
+    """Put the installer's tools into the host's cache (where the steps run them from)."""
+
+    from builder.state.atomic import atomic_write_bytes
+
+    for name, source in recipe.installer.tools(wheels).items():
+        target = cache / "tools" / name
+        if target.is_file():
+            continue
+        try:
+            atomic_write_bytes(target, source.read_bytes(), mode=0o755)
+        except OSError:
+            return False
+    return True
 
 
 def download_cache(home: Path) -> Path:

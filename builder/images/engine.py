@@ -68,6 +68,11 @@ class Engine:
             ) from None
         return cls(client)
 
+    def is_local(self) -> bool:
+        """Whether the engine runs on this machine (a unix socket): then a bind mount of a
+        host path is that path."""
+        return engine_address().startswith("unix://")
+
     def close(self) -> None:
         for removal in self._removals:  # containers removed in the background
             removal.join()

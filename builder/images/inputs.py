@@ -84,31 +84,38 @@ class BaseRecipe:
         context.add_bytes("Dockerfile", self.prefix.encode("utf-8"))
         return context
 
-    def runtime_files(self, wheels: Path) -> ContextBuilder:
-        """What the runtime step needs, laid out from `/`; removed again before the commit."""
-        files = ContextBuilder()
+    def runtime_files(self, wheels: Path, cache_owner: str | None, *,
+                      tools: bool) -> ContextBuilder:
+        """What the runtime step needs, laid out from `/`; removed again before the commit.
+        `tools`: hand in the installer's tools (they may be missing from the cache)."""
+        files = self._staging(wheels, cache_owner, tools=tools)
         staging = PATHS.staging.lstrip("/")
-        tools = self.installer.tools(wheels)
+        wanted = {_wheel_project(name) for name in self.installer.tool_requirements()}
         for wheel in sorted(wheels.glob("*.whl")):
-            if not any(wheel.name.startswith(f"{name}-") for name in tools):
+            if _wheel_project(wheel.name) not in wanted:
                 files.add_file(f"{staging}/wheelhouse/{wheel.name}", wheel)
-        for name, tool in sorted(tools.items()):
-            files.add_file(f"{staging}/tools/{name}", tool, executable=True)
         for module in self.needs.custom_modules:
             for name, data in module.files:
                 files.add_bytes(f"{staging}/custom/{name}", data)
         return files
 
-    def requirement_files(self, wheels: Path, cache_owner: str | None) -> ContextBuilder:
+    def requirement_files(self, wheels: Path, cache_owner: str | None, *,
+                          tools: bool) -> ContextBuilder:
         """What the requirements step needs, laid out from `/`; removed before the commit."""
-        files = ContextBuilder()
+        files = self._staging(wheels, cache_owner, tools=tools)
         staging = PATHS.staging.lstrip("/")
         if self.requirements:
             files.add_bytes(f"{staging}/requirements/{MAIN_FILE}", self.requirements.text())
             for name, data in self.requirements.files:
                 files.add_bytes(f"{staging}/requirements/{name}", data)
-        for name, tool in sorted(self.installer.tools(wheels).items()):
-            files.add_file(f"{staging}/tools/{name}", tool, executable=True)
+        return files
+
+    def _staging(self, wheels: Path, cache_owner: str | None, *, tools: bool) -> ContextBuilder:
+        files = ContextBuilder()
+        staging = PATHS.staging.lstrip("/")
+        if tools:
+            for name, tool in sorted(self.installer.tools(wheels).items()):
+                files.add_file(f"{staging}/tools/{name}", tool, executable=True)
         if cache_owner:
             files.add_bytes(f"{staging}/{CACHE_OWNER_FILE}", cache_owner.encode())
         return files
@@ -172,6 +179,11 @@ def known_inputs(settings: Settings, requirements: Requirements,
         "builder_version": wheelhouse.builder_identity(),
         "code_dir": settings.code_dir,
     }
+
+
+def _wheel_project(name: str) -> str:
+    """`uv` of `uv==0.13.9` or of `uv-0.13.9-py3-none-any.whl`."""
+    return re.split(r"[-=<>~!\[ ]", name, maxsplit=1)[0].lower().replace("_", "-")
 
 
 def hide_url_credentials(line: str) -> str:

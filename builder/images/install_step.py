@@ -51,8 +51,8 @@ class InstallSteps:
     - requirements: the project's requirements, with the download cache mounted.
     """
 
-    runtime: str  # run by /bin/sh -c, as root; no mounts
-    requirements: str  # run by /bin/sh -c, as root, with the cache at PATHS.cache
+    runtime: str  # run by /bin/sh -c, as root, with the cache at PATHS.cache
+    requirements: str  # the same
     changes: tuple[str, ...]  # Dockerfile instructions the last commit applies (LABEL aside)
 
     def text(self) -> str:
@@ -67,12 +67,12 @@ class InstallSteps:
 def render_install(installer: Installer, *, has_requirements: bool,
                    builder_requirements: Sequence[str], custom_module: bool,
                    environment: Mapping[str, str], code_dir: str) -> InstallSteps:
-    runtime = [*_frame(with_cache=False),
+    runtime = [*_frame(installer),
                *installer.install_builder(BUILDER_HOME, builder_requirements, PATHS)]
     if custom_module:
         runtime += [f"mv {PATHS.staging}/custom {BUILDER_HOME}/custom",
                     _CUSTOM_PTH.format(home=BUILDER_HOME)]
-    requirements = _frame(with_cache=True)
+    requirements = _frame(installer)
     if has_requirements:
         requirements += installer.install_requirements(f"{PATHS.requirements_dir}/{MAIN_FILE}",
                                                        PATHS)
@@ -86,11 +86,17 @@ def render_install(installer: Installer, *, has_requirements: bool,
                         tuple(changes))
 
 
-def _frame(*, with_cache: bool) -> list[str]:
+def _frame(installer: Installer) -> list[str]:
     """Stop at the first failure; on exit, remove what the host handed in (it never reaches
-    the layer) and give the cache's files back to the host user."""
+    the layer) and give the cache's files back to the host user. The installer's tools are
+    run from the cache: a tool the cache lacks was handed in, and is kept there."""
     owner = f"{PATHS.staging}/{CACHE_OWNER_FILE}"
-    give_back = (f"  if [ -f {owner} ]; then "
-                 + _GIVE_BACK_CACHE.format(owner=owner, cache=PATHS.cache) + "; fi")
-    return ["set -eu", "finish() {", *([give_back] if with_cache else []),
-            f"  rm -rf {PATHS.staging}", "}", "trap finish EXIT"]
+    lines = ["set -eu", "finish() {",
+             f"  if [ -f {owner} ]; then "
+             + _GIVE_BACK_CACHE.format(owner=owner, cache=PATHS.cache) + "; fi",
+             f"  rm -rf {PATHS.staging}", "}", "trap finish EXIT"]
+    for name in installer.tool_names():
+        kept, handed = f"{PATHS.cached_tools}/{name}", f"{PATHS.tools}/{name}"
+        lines.append(f"[ -x {kept} ] || {{ mkdir -p {PATHS.cached_tools} && cp {handed} "
+                     f"{kept}.$$ && chmod 0755 {kept}.$$ && mv -f {kept}.$$ {kept}; }}")
+    return lines

@@ -1,10 +1,10 @@
 """The installer interface: shell steps that install from files handed into the build.
 
-The classic builder cannot mount a cache into a RUN step, so the install step of the base
-image runs in a container of its own (builder.images.install_step): the host's download cache
-is mounted at `InstallPaths.cache`, the requirement list, builder's wheels and the installer's
-tools are copied in under `InstallPaths.staging` (and removed before the container is
-committed, so they never reach a layer). An installer renders the shell lines of that step.
+The classic builder cannot mount a cache into a RUN step, so the install steps of the base
+image run in containers of their own (builder.images.install_step): the host's download cache
+is mounted at `InstallPaths.cache` (the installer's tools are kept there too), the requirement
+list and builder's wheels are copied in under `InstallPaths.staging` (and removed before the
+container is committed, so they never reach a layer). An installer renders shell lines.
 Everything it renders is part of the base image's checksum, so it must not depend on the host.
 """
 
@@ -34,7 +34,13 @@ class InstallPaths:
 
     @property
     def tools(self) -> str:
+        """Where the host hands in the installer's tools, when they are not in the cache."""
         return f"{self.staging}/tools"
+
+    @property
+    def cached_tools(self) -> str:
+        """Where the steps run the installer's tools from: kept in the download cache."""
+        return f"{self.cache}/tools"
 
 
 class Installer(ABC):
@@ -44,8 +50,13 @@ class Installer(ABC):
         """Wheels (from the index, for the parent's platform) the installer itself needs."""
         return ()
 
+    def tool_names(self) -> tuple[str, ...]:
+        """The installer's own executables (with their version in the name), run from
+        `InstallPaths.cached_tools`."""
+        return ()
+
     def tools(self, wheelhouse: Path) -> dict[str, Path]:
-        """Files to hand into `InstallPaths.tools`: name -> file on the host."""
+        """The files of `tool_names` on the host: name -> file."""
         return {}
 
     @abstractmethod

@@ -1,5 +1,5 @@
-"""uv: the default installer. A static binary from the uv wheel on the index, taken into the
-install step only (it never reaches the image), with uv's cache on the host.
+"""uv: the default installer. A static binary from the uv wheel on the index, kept in the
+download cache beside uv's own cache and run from there (it never reaches the image).
 
 Differences from pip that matter to a requirements file are in README ("Installers").
 """
@@ -16,6 +16,7 @@ from builder.images.installers._base import Installer, InstallPaths
 from builder.state.atomic import atomic_write_bytes
 
 UV_VERSION = "0.13.9"
+UV_TOOL = f"uv-{UV_VERSION}"
 # - UV_LINK_MODE=copy: the cache is another file system (a mount); uv would warn, then copy.
 # - UV_SYSTEM_CERTS=1: trust what the image trusts (its CA store), as pip does, not only
 #   uv's bundled roots.
@@ -41,14 +42,17 @@ class UvInstaller(Installer):
     def tool_requirements(self) -> tuple[str, ...]:
         return (f"uv=={UV_VERSION}",)
 
+    def tool_names(self) -> tuple[str, ...]:
+        return (UV_TOOL,)
+
     def tools(self, wheelhouse: Path) -> dict[str, Path]:
-        return {"uv": uv_binary(wheelhouse)}
+        return {UV_TOOL: uv_binary(wheelhouse)}
 
     def _uv(self, paths: InstallPaths, *, cache: bool = True) -> str:
         settings = UV_ENV.format(cache=paths.cache + "/uv")
         if not cache:  # builder's own wheels are at hand: a temporary cache, left behind
             settings = settings.replace(f"UV_CACHE_DIR={paths.cache}/uv", "UV_NO_CACHE=1")
-        return f"{settings} {paths.tools}/uv"
+        return f"{settings} {paths.cached_tools}/{UV_TOOL}"
 
     def install_requirements(self, requirements_file: str, paths: InstallPaths) -> list[str]:
         # --system: the parent's Python, found as `python3` on PATH; --break-system-packages:

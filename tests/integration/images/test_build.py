@@ -402,3 +402,24 @@ def test_pip_installer_builds_the_same_kind_of_base(world, names, docker_client)
     assert run_in(docker_client, info["base_image"], "sh", "-c",
                   "ls /opt; test ! -e /opt/builder-install && echo clean",
                   entrypoint=False).split() == ["builder", "clean"]
+
+
+def test_a_remote_engine_gets_the_installer_handed_in_and_keeps_it(world, names, docker_client,
+                                                                   monkeypatch):
+    """With a remote engine the host cannot put uv into the engine host's cache: the step
+    gets it handed in and keeps it there. Here the engine is local, so that cache is ours."""
+    from builder.images.build import build_project
+    from builder.images.engine import Engine
+    from builder.images.installers.uv import UV_TOOL
+
+    monkeypatch.setenv("BUILDER_HOME", str(world.home))
+    monkeypatch.setattr(Engine, "is_local", lambda self: False)
+    project = world.root / "p"
+    project.mkdir()
+    (project / "builder.yaml").write_text(yaml(names()))
+    (project / "requirements.txt").write_text("six==1.16.0\n")
+    result = build_project(project)
+    kept = world.home / "downloads" / "tools" / UV_TOOL
+    assert kept.is_file() and os.access(kept, os.X_OK)
+    assert run_in(docker_client, result.base_image, "python", "-c",
+                  "import six; print(six.__version__)") == "1.16.0"

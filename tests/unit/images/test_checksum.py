@@ -279,8 +279,9 @@ def test_install_steps_make_builder_then_install_requirements_and_set_the_entryp
     assert " /opt/builder\n" in steps.runtime
     assert "--no-index --find-links /opt/builder-install/wheelhouse 'builder-cli[github]'" \
         in steps.runtime
-    # builder's environment needs no cache and nothing of the project
-    assert "/var/cache/builder-install" not in steps.runtime and "/srv/app" not in steps.runtime
+    # builder's environment needs nothing of the project, nor a download cache
+    assert "/srv/app" not in steps.runtime and f"/var/cache/builder-install/{name} " \
+        not in steps.runtime
     assert "-r /opt/builder-install/requirements/requirements.txt" in steps.requirements
     assert "/var/cache/builder-install/" + name in steps.requirements
     assert steps.requirements.rstrip().endswith("mkdir -p /srv/app")
