@@ -13,7 +13,9 @@ Scenarios (the letters of the README table; each module also runs on its own):
   e  container start, warm and cold: the entrypoint against a plain docker run (bench_start;
      medium)
   f  no-op build: builder build against docker build, all cached (bench_build; large)
-  g  base image build, cold and after one requirement changes: builder build against docker
+  g  run records: builder runs list on 10,000 recorded runs against the same on one record
+     (bench_runs)
+  h  base image build, cold and after one requirement changes: builder build against docker
      build of the conventional Dockerfile with pip (bench_base; 15 pinned packages)
 
 A full run (5 repetitions after 1 warm-up, all sizes) prints the table, writes it into
@@ -36,6 +38,7 @@ from tests.bench import (
     bench_build,
     bench_download,
     bench_iterate,
+    bench_runs,
     bench_start,
     bench_status,
     fixtures,
@@ -64,7 +67,8 @@ PLAN: list[tuple[str, Scenario, list[str]]] = [
     ("c", bench_download.run, ["medium"]),
     ("a", bench_iterate.run_pushed, SIZE_ORDER),
     ("b", bench_iterate.run_uncommitted, ["small", "medium"]),  # large: +6 min, same story
-    ("g", bench_base.run, ["small"]),  # its own 15-package project, whatever the size
+    ("g", bench_runs.run, ["records"]),
+    ("h", bench_base.run, ["small"]),  # its own 15-package project, whatever the size
 ]
 
 
@@ -117,11 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results += scenario(ctx, ["small"] if args.quick else sizes)
     minutes = (time.perf_counter() - started) / 60
     sizes = list(fixtures.SPECS)
-    def order(result: Result) -> tuple[str, int]:
-        size = result.project.split(":")[0]
-        return result.key, sizes.index(size) if size in sizes else len(sizes)
-
-    results.sort(key=order)
+    results.sort(key=lambda r: (r.key, _size_order(sizes, r.project)))
 
     table = markdown_table(results)
     print(table)
@@ -137,6 +137,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.update_readme(ROOT / "README.md", block)
         progress(f"bench: wrote {report.PLOT} and README.md's Benchmarks section")
     return 1 if args.strict and missed else 0
+
+
+def _size_order(sizes: Sequence[str], project: str) -> int:
+    """Rows of one scenario by fixture size; a row on no fixture (g's records) after them."""
+    size = project.split(":")[0]
+    return sizes.index(size) if size in sizes else len(sizes)
 
 
 if __name__ == "__main__":
