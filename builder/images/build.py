@@ -36,6 +36,7 @@ from builder.images.parent import resolve_parent
 from builder.images.progress import Progress, default_progress
 from builder.images.wheelhouse import builder_identity, ensure_wheelhouse
 from builder.repositories.types import public_spec
+from builder.state.atomic import atomic_write_bytes
 from builder.state.locks import file_lock
 from builder.state.store import Store
 
@@ -221,9 +222,6 @@ def _runtime(engine: Engine, recipe: BaseRecipe, below: str, wheels: Path, home:
 
 def keep_tools(recipe: BaseRecipe, wheels: Path, cache: Path) -> bool:
     """Put the installer's tools into the host's cache (where the steps run them from)."""
-
-    from builder.state.atomic import atomic_write_bytes
-
     for name, source in recipe.installer.tools(wheels).items():
         target = cache / "tools" / name
         if target.is_file():
