@@ -27,13 +27,14 @@ def build(
 ) -> None:
     """Find or build the image to run: the base image (reuse) or a baked code image."""
     from builder.cli.ci_outputs import publish
+    from builder.decide.planning import check_project
     from builder.images.build import build_project
     from builder.images.engine import Engine
     from builder.runs.recording import recorded
     from builder.state.settings import load_settings
     from builder.state.store import Store
 
-    load_settings(path)  # bad input is exit 2 before any engine or record
+    check_project(load_settings(path))  # bad input is exit 2 before any engine or record
     store = Store.default()
     with recorded(store.home, kind="build", path=path) as recording:
         engine = Engine.connect()

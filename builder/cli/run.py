@@ -54,11 +54,14 @@ def run(
         raise typer.Exit(_run_on_target(path, target, emit, include_secret, no_reuse, options))
     from dataclasses import replace
 
+    from builder.decide.planning import check_project
     from builder.images.engine import Engine
     from builder.runs.recording import recorded
+    from builder.state.settings import load_settings
     from builder.state.store import Store
     from builder.targets.local import RunOptions, build_for_run, run_container, token_file
 
+    check_project(load_settings(path))  # bad input first: exit 2, no engine, no record
     store = Store.default()
     command = (ctx.obj or {}).get("command") or []
     options = RunOptions(
@@ -101,6 +104,7 @@ def _run_on_target(
     import sys
     from dataclasses import replace
 
+    from builder.decide.planning import check_project
     from builder.images.engine import Engine
     from builder.runs.recording import recorded
     from builder.state.settings import load_settings
@@ -112,8 +116,9 @@ def _run_on_target(
         from builder.targets import kubernetes
 
         kubernetes.check_options(options)
+        check_project(load_settings(path))
     else:
-        require_registry(load_settings(path), target)  # bad input first: exit 2, no engine
+        require_registry(check_project(load_settings(path)), target)  # bad input first: exit 2
     store = Store.default()
     with recorded(store.home, kind="run", target=target, path=path, command=options.command,
                   env_names=_names(list(options.environment))) as recording:

@@ -19,9 +19,11 @@ def show_status(
     started = time.perf_counter()
     project = plan_project(path, warn=warn, gathering=gathering)
     plan = project.plan
-    changes = changes_since_last_build(project.settings, project.repositories, Store.default())
+    changes = changes_since_last_build(project.settings, project.repositories, Store.default(),
+                                       project.dependencies)
     if json_output:
-        emit_json(plan_json(plan, seconds=time.perf_counter() - started, base_changes=changes))
+        emit_json(plan_json(plan, seconds=time.perf_counter() - started,
+                            dependencies=project.dependencies, base_changes=changes))
         return
     repository = plan.code_repository or "(none)"
     chosen = project.facts.chosen
@@ -33,6 +35,8 @@ def show_status(
         ("commit", plan.commit or "(none)"),
         ("subdirectory", plan.subdirectory or "(root)"),
     ]
+    if project.dependencies is not None:
+        rows.append(("dependencies", project.dependencies.describe()))
     for index, reason in enumerate(plan.reasons):
         rows.append(("reasons" if index == 0 else "", f"- {reason}"))
     if plan.dirty_files:

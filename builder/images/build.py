@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from builder.decide.planning import ProjectPlan, plan_json, plan_project
+from builder.decide.planning import (
+    ProjectPlan,
+    describe_project,
+    plan_json,
+    plan_project,
+    project_json,
+)
 from builder.errors import UsageError
 from builder.images import names
 from builder.images.changes import base_changes, describe_change, load_record, save_record
@@ -55,6 +61,7 @@ class BuildResult:
     seconds: float = 0.0
     content_hash: str | None = None
     repository_spec: dict[str, Any] | None = None
+    installed: dict[str, Any] | None = None  # the project installed beside the code
     sources: dict[str, Source] = field(default_factory=dict)
     base_changes: list[dict[str, Any]] = field(default_factory=list)
 
@@ -71,9 +78,12 @@ class BuildResult:
         return lines + [f"builder:   - {reason}" for reason in self.project.plan.reasons]
 
     def to_json(self) -> dict[str, Any]:
-        return plan_json(self.project.plan, checksum=self.checksum, base_image=self.base_image,
-                         image=self.image, built=self.built, pushed=self.pushed,
-                         seconds=self.seconds, base_changes=self.base_changes)
+        return {**plan_json(self.project.plan, checksum=self.checksum,
+                            base_image=self.base_image, image=self.image, built=self.built,
+                            pushed=self.pushed, seconds=self.seconds,
+                            dependencies=self.project.dependencies,
+                            base_changes=self.base_changes),
+                "project": project_json(self.installed)}
 
 
 def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = False,
@@ -85,6 +95,7 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
     progress = progress or default_progress()
     project = plan_project(path, no_reuse=no_reuse, store=store, warn=warn)
     settings = project.settings
+    installed = describe_project(settings)  # a project that cannot be installed fails here
     registry = names.registry_for(settings)
     if push and not registry:
         raise UsageError(f"--push needs a registry: set `registry:` in {settings.file} "
@@ -94,8 +105,11 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
     try:
         parent = resolve_parent(engine, settings.parent_image, store.home,
                                 settings_file=settings.file, log=progress.note)
+        if project.dependencies is not None:
+            progress.note(f"dependencies: {project.dependencies.describe()}")
         recipe = gather_base(settings, parent,
-                             registered_repositories(project.repositories, store))
+                             registered_repositories(project.repositories, store),
+                             source=project.dependencies, cache=store.home / "cache" / "uv-export")
         base = names.base_ref(settings.name, registry, recipe.checksum)
         previous = load_record(store.home, settings.project_dir)
         changes = []
@@ -109,7 +123,8 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
                                                               labels, progress))
         save_record(store.home, settings.project_dir,
                     {"checksum": recipe.checksum, **recipe.record})
-        result = BuildResult(project, recipe.checksum, base, base, base_changes=changes)
+        result = BuildResult(project, recipe.checksum, base, base, installed=installed,
+                             base_changes=changes)
         if project.plan.mode == "bake":
             from builder.code.files import file_set
 
@@ -132,6 +147,10 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
                     else:
                         context.add_file(name, files.root / entry.path,
                                          executable=entry.kind == "exec", digest=entry.digest)
+                if recipe.project_dir and installed is not None \
+                        and any(entry.path == "pyproject.toml" for entry in files.entries):
+                    _add_project_install(context, installed, settings.code_dir,
+                                         recipe.project_dir)
                 _build(engine, context, code, progress,
                        f"baking {len(files.entries)} files into {code}", nocache=no_reuse)
 
@@ -150,6 +169,16 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
             engine.close()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _add_project_install(context: ContextBuilder, info: dict[str, Any], code_dir: str,
+                         project_dir: str) -> None:
+    """The project's install in the code layer, as the entrypoint writes it in reuse mode."""
+    from builder.project.install import render
+
+    target = context.add_rooted("code", project_dir)
+    for relative, data, mode in render(info, code_dir, project_dir):
+        context.add_bytes(f"{target}/{relative}", data, mode)
 
 
 def _labels(project: ProjectPlan, checksum: str) -> dict[str, str]:

@@ -20,9 +20,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from builder.images.requirements import Requirements
 from builder.state.atomic import atomic_write_text
 
 if TYPE_CHECKING:
+    from builder.project.sources import DependencySource
     from builder.repositories.base import BaseCodeRepository
     from builder.state.settings import Settings
     from builder.state.store import Store
@@ -112,14 +114,31 @@ def _short(value: Any) -> str:
 
 
 def changes_since_last_build(settings: Settings, repositories: Mapping[str, BaseCodeRepository],
-                             store: Store) -> list[Change]:
-    """For `builder status`: the inputs known without an engine that differ from the record."""
+                             store: Store, source: DependencySource | None = None) -> list[Change]:
+    """For `builder status`: the inputs known without an engine that differ from the record.
+    A lock or pyproject.toml is resolved for the Python of the recorded parent."""
     previous = load_record(store.home, settings.project_dir)
     if previous is None:
         return []
-    from builder.images.inputs import known_inputs, registered_repositories, runtime_needs
-    from builder.images.requirements import collect_requirements
+    from builder.images.inputs import (
+        known_inputs,
+        project_requirements,
+        registered_repositories,
+        runtime_needs,
+        target_environment,
+    )
+    from builder.project.sources import detect_source
 
     needs = runtime_needs(registered_repositories(repositories, store))
-    current = known_inputs(settings, collect_requirements(settings), needs)
-    return base_changes(previous, current)
+    source = source or detect_source(settings)
+    target = previous.get("target")
+    if isinstance(target, dict):
+        environment = target_environment(target)
+    elif source.requirement_files:
+        environment = {}
+    else:
+        return base_changes({k: v for k, v in previous.items() if k != "requirements"},
+                            known_inputs(settings, Requirements(), needs))
+    requirements = project_requirements(settings, environment, source,
+                                        store.home / "cache" / "uv-export")
+    return base_changes(previous, known_inputs(settings, requirements, needs))

@@ -1,5 +1,10 @@
 """Gather the base image's inputs: requirements, repository runtime needs, the installer,
-the rendered Dockerfile part and install step.
+the rendered Dockerfile part and install steps.
+
+The dependencies come from where the project declares them (`builder.project`): requirement
+files, or a lock or pyproject.toml that builder resolves into one list. Either way they are
+one list of requirement lines (builder.images.requirements.Requirements), installed by the
+chosen installer (builder.images.installers).
 """
 
 from __future__ import annotations
@@ -8,7 +13,7 @@ import hashlib
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +25,9 @@ from builder.images.install_step import CACHE_OWNER_FILE, PATHS, InstallSteps, r
 from builder.images.installers import Installer, get_installer
 from builder.images.parent import Parent
 from builder.images.requirements import MAIN_FILE, Requirements, collect_requirements
+from builder.project import install
+from builder.project.resolve import marker_environment, resolve
+from builder.project.sources import DependencySource, detect_source
 from builder.repositories.base import BaseCodeRepository
 from builder.state.settings import Settings
 from builder.state.store import Store
@@ -70,6 +78,7 @@ class BaseRecipe:
     installer: Installer
     checksum: str
     record: dict[str, Any]  # the inputs as builder.images.changes compares them
+    project_dir: str = ""  # where the project's install lives in the image; "" for none
 
     def __hash__(self) -> int:
         return hash(self.checksum)
@@ -108,6 +117,9 @@ class BaseRecipe:
             files.add_bytes(f"{staging}/requirements/{MAIN_FILE}", self.requirements.text())
             for name, data in self.requirements.files:
                 files.add_bytes(f"{staging}/requirements/{name}", data)
+        if self.project_dir:
+            files.add_bytes(f"{staging}/project-hook/{install.HOOK_MODULE}.py",
+                            install.hook_source(self.project_dir).encode("utf-8"))
         return files
 
     def _staging(self, wheels: Path, cache_owner: str | None, *, tools: bool) -> ContextBuilder:
@@ -129,27 +141,35 @@ class BaseRecipe:
 
 
 def gather_base(settings: Settings, parent: Parent,
-                repositories: dict[str, tuple[str, BaseCodeRepository]]) -> BaseRecipe:
-    """The base recipe; repositories maps name -> (registered type, repository object)."""
-    requirements = collect_requirements(settings)
+                repositories: dict[str, tuple[str, BaseCodeRepository]], *,
+                source: DependencySource | None = None,
+                cache: Path | None = None) -> BaseRecipe:
+    """The base recipe; repositories maps name -> (registered type, repository object).
+
+    `source` is where the dependencies come from (detected when not given); `cache` is
+    where uv's exports are remembered."""
+    requirements = project_requirements(settings, target_environment(asdict(parent.target)),
+                                        source, cache)
     needs = runtime_needs(repositories)
     installer = get_installer(settings.installer)
     apt_packages = tuple(sorted(set(settings.apt_packages) | set(needs.apt)))
+    project_dir = install.project_dir_for(settings.code_dir) if settings.install_project else ""
     prefix = render_base(parent.id, apt_packages)
-    install = render_install(
+    steps = render_install(
         installer,
         has_requirements=bool(requirements),
         builder_requirements=(wheelhouse.requirement(needs.extras), *needs.pip),
         custom_module=bool(needs.custom_modules),
         environment=settings.environment,
         code_dir=settings.code_dir,
+        project_dir=project_dir,
     )
     inputs = BaseInputs(
         parent_digest=parent.id,
         requirements=requirements.lines,
         apt_packages=apt_packages,
         environment=tuple(sorted(settings.environment.items())),
-        template=prefix + install.text(),
+        template=prefix + steps.text(),
         builder_version=wheelhouse.builder_identity(),
         python_version=parent.target.version,
         platform=parent.target.platform,
@@ -159,9 +179,28 @@ def gather_base(settings: Settings, parent: Parent,
     )
     record = {**known_inputs(settings, requirements, needs),
               "parent_digest": parent.id, "python_version": parent.target.version,
-              "platform": parent.target.platform}
-    return BaseRecipe(parent, inputs, prefix, install, requirements, needs, installer,
-                      checksum(inputs), record)
+              "platform": parent.target.platform, "target": asdict(parent.target)}
+    return BaseRecipe(parent, inputs, prefix, steps, requirements, needs, installer,
+                      checksum(inputs), record, project_dir)
+
+
+def project_requirements(settings: Settings, environment: dict[str, str],
+                         source: DependencySource | None = None,
+                         cache: Path | None = None) -> Requirements:
+    """The requirement lines of the project's dependency source (builder.project): the
+    requirement files' lines, or the set builder resolves from a lock or pyproject.toml
+    for the target's marker `environment`."""
+    source = source or detect_source(settings)
+    if source.requirement_files:
+        return collect_requirements(settings, source.requirement_files)
+    resolved = resolve(settings.project_dir, source, environment, cache)
+    return Requirements(tuple(resolved.lines))
+
+
+def target_environment(target: Mapping[str, str]) -> dict[str, str]:
+    """PEP 508's marker variables of the parent's Python, from its probe (wheelhouse.Target)."""
+    return marker_environment(target["implementation"], target["version"], target["machine"],
+                              target["system"])
 
 
 def known_inputs(settings: Settings, requirements: Requirements,

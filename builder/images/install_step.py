@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from builder.images.dockerfile import BUILDER_HOME, env_quote
 from builder.images.installers import Installer, InstallPaths
 from builder.images.requirements import MAIN_FILE
+from builder.project import install
 
 PATHS = InstallPaths()
 CACHE_OWNER_FILE = "cache-owner"  # "uid:gid" of the host user, handed in beside the files
@@ -33,6 +34,12 @@ _GIVE_BACK_CACHE = (
     "    for name in dirs + files:\n"
     "        os.lchown(os.path.join(top, name), uid, gid)\n"
     "os.chown(sys.argv[2], uid, gid)' {owner} {cache}"
+)
+# The project's hook (README "Project formats") in the parent Python's site-packages.
+_PROJECT_HOOK = (
+    "python3 -c 'import os, shutil, sysconfig; site = sysconfig.get_paths()[\"purelib\"]; "
+    "os.makedirs(site, exist_ok=True); shutil.copy(\"{hook}\", site); "
+    "open(os.path.join(site, \"{pth}\"), \"w\").write(\"{pth_text}\\n\")'"
 )
 _CUSTOM_PTH = (
     "{home}/bin/python -c 'import site; "
@@ -66,7 +73,10 @@ class InstallSteps:
 
 def render_install(installer: Installer, *, has_requirements: bool,
                    builder_requirements: Sequence[str], custom_module: bool,
-                   environment: Mapping[str, str], code_dir: str) -> InstallSteps:
+                   environment: Mapping[str, str], code_dir: str,
+                   project_dir: str = "") -> InstallSteps:
+    """`project_dir`: where the project's install lives (builder.project.install), "" for
+    none; its hook goes into the parent's site-packages and its `bin` onto PATH."""
     runtime = [*_frame(installer),
                *installer.install_builder(BUILDER_HOME, builder_requirements, PATHS)]
     if custom_module:
@@ -76,8 +86,14 @@ def render_install(installer: Installer, *, has_requirements: bool,
     if has_requirements:
         requirements += installer.install_requirements(f"{PATHS.requirements_dir}/{MAIN_FILE}",
                                                        PATHS)
+    if project_dir:
+        requirements.append(_PROJECT_HOOK.format(
+            hook=f"{PATHS.staging}/project-hook/{install.HOOK_MODULE}.py",
+            pth=f"{install.HOOK_MODULE}.pth", pth_text=install.hook_pth().strip()))
     requirements.append(f"mkdir -p {code_dir}")
     changes = [f"ENV {key}={env_quote(value)}" for key, value in sorted(environment.items())]
+    if project_dir:
+        changes.append(f"ENV BUILDER_PROJECT_DIR={project_dir} PATH={project_dir}/bin:$PATH")
     changes += [f"ENV BUILDER_CODE_DIR={env_quote(code_dir)}",
                 f"WORKDIR {code_dir}",
                 "ENTRYPOINT " + json.dumps([f"{BUILDER_HOME}/bin/builder", "entrypoint", "--"]),

@@ -63,14 +63,17 @@ def logical_lines(text: str) -> list[str]:
     return lines
 
 
-def collect_requirements(settings: Settings) -> Requirements:
-    """builder.yaml's requirement files as one list of lines."""
+def collect_requirements(settings: Settings,
+                         names: tuple[str, ...] | None = None) -> Requirements:
+    """Requirement files as one list of lines. `names` are the top files, relative to the
+    project (default: builder.yaml's `requirements:`)."""
     collector = _Collector(settings)
     lines: list[str] = []
-    for index, path in enumerate(settings.requirement_paths()):
+    for name in settings.requirements if names is None else names:
+        path = settings.project_dir / name
         if not path.is_file():
             raise SettingsError(
-                f"{settings.file}: key 'requirements': file {settings.requirements[index]!r} "
+                f"{settings.file}: key 'requirements': file {name!r} "
                 f"not found in {settings.project_dir}"
             )
         lines += collector.lines(path.resolve(), ())

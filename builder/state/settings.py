@@ -14,6 +14,8 @@ DEFAULT_CODE_DIR = "/app/code"
 DEFAULT_REQUIREMENTS = "requirements.txt"
 INSTALLERS = ("uv", "pip")  # builder.images.installers
 DEFAULT_INSTALLER = "uv"
+# Where the dependencies come from (README "Project formats"); "auto" detects it.
+DEPENDENCY_SOURCES = ("auto", "uv.lock", "poetry.lock", "pyproject.toml", "requirements", "none")
 
 # Docker's grammar for a repository path component, lower case only.
 _NAME_RE = re.compile(
@@ -21,6 +23,7 @@ _NAME_RE = re.compile(
 )
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _APT_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(?:[=:][A-Za-z0-9+.~:\-]+)?$")
+_CODE_DIR_RE = re.compile(r"^(/[A-Za-z0-9._\-]+)+$")
 _REGISTRY_RE = re.compile(r"^[A-Za-z0-9.\-]+(?::[0-9]+)?(?:/[a-z0-9._\-/]+)?$")
 
 
@@ -38,13 +41,15 @@ class Settings(NamedTuple):
     command: tuple[str, ...]
     verify_download: bool
     installer: str = DEFAULT_INSTALLER
+    requirements_given: bool = False  # `requirements:` is in builder.yaml
+    dependencies: str = "auto"  # one of DEPENDENCY_SOURCES
+    extras: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    install_project: bool = True
 
     @property
     def file(self) -> Path:
         return self.project_dir / SETTINGS_FILE
-
-    def requirement_paths(self) -> list[Path]:
-        return [self.project_dir / r for r in self.requirements]
 
 
 def load_settings(project_dir: str | Path) -> Settings:
@@ -101,6 +106,10 @@ def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
         "command",
         "verify_download",
         "installer",
+        "dependencies",
+        "extras",
+        "groups",
+        "install_project",
     }
     for key in data:
         if key not in known:
@@ -175,6 +184,8 @@ def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
     if not code_dir.startswith("/") or code_dir.rstrip("/") == "":
         raise err("code_dir", f"{code_dir!r} must be an absolute path other than /")
     code_dir = code_dir.rstrip("/")
+    if not _CODE_DIR_RE.match(code_dir) or ".." in code_dir.split("/"):
+        raise err("code_dir", f"{code_dir!r} may hold only letters, digits and . _ - /")
 
     raw_command = data.get("command")
     command: tuple[str, ...]
@@ -197,6 +208,16 @@ def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
     installer = _string(data, "installer", DEFAULT_INSTALLER, err)
     if installer not in INSTALLERS:
         raise err("installer", f"{installer!r} is not one of {', '.join(INSTALLERS)}")
+    dependencies = _string(data, "dependencies", "auto", err)
+    if dependencies not in DEPENDENCY_SOURCES:
+        raise err("dependencies", f"{dependencies!r} is not one of {', '.join(DEPENDENCY_SOURCES)}")
+    if "requirements" in data and dependencies not in ("auto", "requirements"):
+        raise err("dependencies", f"{dependencies!r} contradicts `requirements:` (remove one)")
+    extras = _string_list(data, "extras", err)
+    groups = _string_list(data, "groups", err)
+    install_project = data.get("install_project", True)
+    if not isinstance(install_project, bool):
+        raise err("install_project", f"expected true or false, got {_kind(install_project)}")
 
     return Settings(
         project_dir=directory,
@@ -210,6 +231,11 @@ def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
         command=command,
         verify_download=verify,
         installer=installer,
+        requirements_given="requirements" in data,
+        dependencies=dependencies,
+        extras=extras,
+        groups=groups,
+        install_project=install_project,
     )
 
 

@@ -15,7 +15,9 @@ Scenarios (the letters of the README table; each module also runs on its own):
   f  no-op build: builder build against docker build, all cached (bench_build; large)
   g  run records: builder runs list on 10,000 recorded runs against the same on one record
      (bench_runs)
-  h  base image build, cold and after one requirement changes: builder build against docker
+  h  the project's install at a warm container start: with it against without it
+     (bench_start; medium)
+  i  base image build, cold and after one requirement changes: builder build against docker
      build of the conventional Dockerfile with pip (bench_base; 15 pinned packages)
 
 A full run (5 repetitions after 1 warm-up, all sizes) prints the table, writes it into
@@ -63,12 +65,13 @@ Scenario = Callable[[BenchContext, Sequence[str]], list[Result]]
 PLAN: list[tuple[str, Scenario, list[str]]] = [
     ("f", bench_build.run, ["large"]),
     ("e", bench_start.run, ["medium"]),
+    ("h", bench_start.run_project, ["medium"]),
     ("d", bench_status.run, ["large", "xlarge"]),
     ("c", bench_download.run, ["medium"]),
     ("a", bench_iterate.run_pushed, SIZE_ORDER),
     ("b", bench_iterate.run_uncommitted, ["small", "medium"]),  # large: +6 min, same story
     ("g", bench_runs.run, ["records"]),
-    ("h", bench_base.run, ["small"]),  # its own 15-package project, whatever the size
+    ("i", bench_base.run, ["small"]),  # its own 15-package project, whatever the size
 ]
 
 

@@ -1,4 +1,4 @@
-"""Scenario h: the base image build. `builder build` against `docker build` of the
+"""Scenario i: the base image build. `builder build` against `docker build` of the
 conventional Dockerfile (FROM parent, COPY requirements, pip install, COPY . .).
 
 The project needs 15 pinned pure-Python packages from the index (through this machine's
@@ -132,7 +132,7 @@ class BaseBench:
         shutil.rmtree(self.home / "downloads", ignore_errors=True)
 
     def cold(self) -> Result:
-        progress("bench h: base build, cold")
+        progress("bench i: base build, cold")
         sh([str(_builder()), "build", str(self.keeper), "--json"], env=self.env)
         ours, theirs = interleave(
             Side("builder build", self.builder_build, before=self.forget_base,
@@ -140,10 +140,10 @@ class BaseBench:
             Side("docker build --no-cache", lambda: self.docker_build("--no-cache")),
             self.ctx.reps, self.ctx.warmup,
         )
-        return Result("h", "base build, cold", "15 packages", ours, theirs, COLD_GOAL)
+        return Result("i", "base build, cold", "15 packages", ours, theirs, COLD_GOAL)
 
     def one_change(self) -> Result:
-        progress("bench h: base build after one requirement changes")
+        progress("bench i: base build after one requirement changes")
         theirs_versions = itertools.cycle(VERSIONS[1:])
 
         def change_ours() -> None:
@@ -160,7 +160,7 @@ class BaseBench:
         downloaded = ours.metric("downloaded")
         notes = [f"builder downloaded {downloaded:g} package(s) per change"] \
             if downloaded is not None else []
-        return Result("h", "base build, one requirement changed", "15 packages", ours, theirs,
+        return Result("i", "base build, one requirement changed", "15 packages", ours, theirs,
                       CHANGE_GOAL, notes=notes)
 
     def cleanup(self) -> None:

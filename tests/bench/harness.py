@@ -151,7 +151,7 @@ class Result:
     def statement(self) -> str:
         kind = self.goal.kind if self.goal is not None else self.kind
         if kind == "overhead":
-            return f"+{self.overhead:.3f} s over {self.theirs.label}"
+            return f"{self.overhead:+.3f} s over {self.theirs.label}"
         if kind == "within":
             return f"{fmt_seconds(self.ours.median)}, {1 / self.ratio:.2f}{TIMES} the floor"
         if kind == "at_most":

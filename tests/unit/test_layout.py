@@ -13,6 +13,7 @@ LAYERS = [
     ["targets"],
     ["images"],
     ["decide", "container"],
+    ["project"],
     ["repositories"],
     ["code"],
     ["state"],
