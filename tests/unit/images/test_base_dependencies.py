@@ -73,3 +73,19 @@ def test_the_base_holds_the_project_hook_unless_told_not_to(tmp_path):
     recipe_off = gather_base(load_settings(project), PARENT, {})
     assert recipe_off.project_dir == "" and "BUILDER_PROJECT_DIR" not in recipe_off.dockerfile
     assert recipe_off.checksum != recipe.checksum
+
+
+def test_status_names_a_changed_lock_pin_resolved_for_the_recorded_parent(tmp_path):
+    from builder.images.changes import changes_since_last_build, save_record
+    from builder.state.store import Store
+
+    project = copy(tmp_path, "poetry_app")
+    store = Store(tmp_path / "home")
+    recipe = gather_base(load_settings(project), PARENT, {})
+    save_record(store.home, project, {"checksum": recipe.checksum, **recipe.record})
+    assert changes_since_last_build(load_settings(project), {}, store) == []
+    edit(project / "poetry.lock", 'version = "26.1.0"', 'version = "26.1.1"')
+    (change,) = changes_since_last_build(load_settings(project), {}, store)
+    assert change["input"] == "requirements"
+    assert [line.split()[0] for line in change["added"]] == ["attrs==26.1.1"]
+    assert [line.split()[0] for line in change["removed"]] == ["attrs==26.1.0"]
