@@ -150,7 +150,9 @@ def ensure_cached(contract: Contract, log: Any = None) -> Path:
         if cached.is_dir():
             return cached
         from builder.code.download import download
+        from builder.repositories.extras import require_extra
 
+        require_extra(str(contract.repository["type"]))  # type: ignore[index]
         repository = _instantiate(contract)
         if hasattr(repository, "download_cache"):  # it keeps objects between commits there
             repository.download_cache = contract.cache_dir

@@ -12,14 +12,15 @@ import hashlib
 import io
 import os
 import stat
-import tarfile
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from builder.errors import BuilderError
+
+if TYPE_CHECKING:  # tarfile and tempfile load when a tar is written, not on every run's path
+    import tarfile
 
 # 1980-01-01T00:00:00Z: the earliest time a zip file can hold; any constant would do.
 FIXED_MTIME = 315532800
@@ -132,6 +133,8 @@ class ContextBuilder:
                 if members[parent].kind != "dir":
                     raise ValueError(f"build context entry {parent!r} is a file and a directory")
                 parent = parent.rpartition("/")[0]
+        import tarfile
+
         with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT,
                           encoding="utf-8", errors="surrogateescape") as tar:
             for name in sorted(members, key=_sort_key):
@@ -149,6 +152,8 @@ class ContextBuilder:
     def to_layer(self) -> tuple[IO[bytes], str]:
         """The tar in a spooled temporary file, rewound, and its sha256 (`sha256:<hex>`, an
         image layer's diff id); the caller closes the file."""
+        import tempfile
+
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
         try:
             writer = _HashingWriter(spool)  # type: ignore[arg-type]
@@ -180,6 +185,8 @@ def _file_mode(mode: int) -> int:
 
 
 def _info(member: _Member, kind: bytes, size: int = 0) -> tarfile.TarInfo:
+    import tarfile
+
     info = tarfile.TarInfo(member.name)
     info.type = kind
     info.mode = member.mode
@@ -191,6 +198,8 @@ def _info(member: _Member, kind: bytes, size: int = 0) -> tarfile.TarInfo:
 
 
 def _write_member(tar: tarfile.TarFile, member: _Member) -> None:
+    import tarfile
+
     if member.kind == "dir":
         tar.addfile(_info(member, tarfile.DIRTYPE))
     elif member.kind == "symlink":
@@ -208,6 +217,8 @@ def _write_member(tar: tarfile.TarFile, member: _Member) -> None:
 
 
 def _write_file(tar: tarfile.TarFile, member: _Member) -> None:
+    import tarfile
+
     try:
         handle = open(member.source, "rb")  # noqa: SIM115
     except FileNotFoundError:

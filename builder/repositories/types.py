@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from builder.errors import RepositoryConfigError
 from builder.repositories.base import BaseCodeRepository
+from builder.repositories.extras import require_extra
 from builder.state.store import RepositoryRecord
 
 TYPES = ("github", "gitlab", "git", "custom")
@@ -68,6 +69,7 @@ def validate_options(type_name: str, options: Mapping[str, str], *, cwd: Path) -
         raise RepositoryConfigError(
             f"--type {type_name!r} is unknown (choose from {', '.join(TYPES)})"
         )
+    require_extra(type_name)
     known = {o.name for o in OPTIONS[type_name]}
     config: dict[str, str] = {}
     for key, value in options.items():

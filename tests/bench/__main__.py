@@ -18,7 +18,9 @@ Scenarios (the letters of the README table; each module also runs on its own):
      (bench_runs)
   h  the project's install at a warm container start: with it against without it
      (bench_start; medium)
-  i  builder's own time on the reuse path: builder run against docker run of the same
+  i  base image build, cold and after one requirement changes: builder build against docker
+     build of the conventional Dockerfile with pip (bench_base; 15 pinned packages)
+  j  builder's own time on the reuse path: builder run against docker run of the same
      container after a pushed change (bench_overhead; small)
 
 A full run (5 repetitions after 1 warm-up, all sizes) prints the table, writes it into
@@ -37,6 +39,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tests.bench import (
+    bench_base,
     bench_build,
     bench_download,
     bench_iterate,
@@ -72,7 +75,8 @@ PLAN: list[tuple[str, Scenario, list[str]]] = [
     ("a", bench_iterate.run_pushed, SIZE_ORDER),
     ("b", bench_iterate.run_uncommitted, SIZE_ORDER),
     ("g", bench_runs.run, ["records"]),
-    ("i", bench_overhead.run, ["small"]),
+    ("i", bench_base.run, ["small"]),  # its own 15-package project, whatever the size
+    ("j", bench_overhead.run, ["small"]),
 ]
 
 

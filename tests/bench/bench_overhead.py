@@ -1,4 +1,4 @@
-"""Scenario i: builder's own time on the reuse path, over its floor.
+"""Scenario j: builder's own time on the reuse path, over its floor.
 
 After a pushed one-line change, `builder run --network host` (reuse: the container brings
 its cached tree to the new commit, fetching the changed file) against its floor:
@@ -26,7 +26,7 @@ GOAL = Goal("overhead", 0.25)
 
 def overhead(ctx: BenchContext, size: str) -> Result:
     project = ctx.project(size)
-    progress(f"bench i: builder's own time on the reuse path, {project.describe()}")
+    progress(f"bench j: builder's own time on the reuse path, {project.describe()}")
     info = ctx.build_json(project)
     if info["mode"] != "reuse":
         raise BenchError(f"the {project.name} project does not reuse: {info['reasons']}")
@@ -58,7 +58,7 @@ def overhead(ctx: BenchContext, size: str) -> Result:
         ctx.reps,
         ctx.warmup,
     )
-    return Result("i", "builder's own time, pushed change (reuse)", project.describe(), ours,
+    return Result("j", "builder's own time, pushed change (reuse)", project.describe(), ours,
                   theirs, GOAL, kind="overhead")
 
 
