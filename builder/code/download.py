@@ -184,7 +184,7 @@ def _call_update_files(repository: Downloadable, base: CachedTree | None, commit
                        staging: Path, subdir: str) -> int | None:
     """How many files the update fetched; None when there is none to make (download)."""
     update = getattr(repository, "update_files", None)
-    if base is None or base.commit == commit or not callable(update) or not base.path.is_dir():
+    if base is None or base.commit == commit or not callable(update) or not _is_directory(base.path):
         return None
     try:
         fetched = update(base.commit, str(base.path), commit, str(staging), subdir or None)
@@ -247,6 +247,14 @@ def _cleaned(exc: BuilderError) -> BuilderError:
 def _describe(repository: Any) -> str:
     name = getattr(repository, "name", None)
     return f"code repository {name!r}" if name else type(repository).__name__
+
+
+def _is_directory(path: Path) -> bool:
+    """A real directory, not a link to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _same_path(a: Path, b: Path) -> bool:

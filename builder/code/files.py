@@ -179,3 +179,35 @@ def _approx_size(root: Path, names: list[str]) -> int:
         if total >= _PARALLEL_MIN_BYTES:
             break
     return total
+
+
+def tree_digest(root: str | Path) -> str:
+    """A digest of everything below `root`: each entry's path, kind and content (a symlink's
+    target), directories included, nothing followed. Anything but files, symlinks and
+    directories is an error (a cache entry never holds one)."""
+    from builder.state.trees import walk
+
+    digest = hashlib.sha256(b"builder-tree-v1\n")
+    lines: list[bytes] = []
+    for folder in walk(root):
+        for entry in folder.directories:
+            lines.append(b"dir %s\n" % _name(folder.prefix + entry.name))
+        for entry in folder.files:
+            info = entry.stat(follow_symlinks=False)
+            name = _name(folder.prefix + entry.name)
+            if stat.S_ISLNK(info.st_mode):
+                content = hashlib.sha256(os.fsencode(os.readlink(entry.path))).hexdigest()
+                lines.append(b"symlink %s %s\n" % (name, content.encode()))
+            elif stat.S_ISREG(info.st_mode):
+                kind = b"exec" if info.st_mode & stat.S_IXUSR else b"file"
+                lines.append(b"%s %s %s\n" % (kind, name, hash_file(entry.path)[0].encode()))
+            else:
+                raise BuilderError(f"{entry.path}: not a file, directory or symlink")
+    for line in sorted(lines):
+        digest.update(line)
+    return digest.hexdigest()
+
+
+def _name(path: str) -> bytes:
+    encoded = path.encode("utf-8", "surrogateescape")
+    return b"%d:%s" % (len(encoded), encoded)

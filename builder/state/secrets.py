@@ -66,6 +66,10 @@ def validate_key(key: str) -> str:
 def remember(value: str | None) -> None:
     """Make `redact` mask this value from now on."""
     if value and len(value) >= _MIN_SECRET_LENGTH:
+        if not _known:
+            from builder.state import coredump
+
+            coredump.disable()  # from now on a core dump would hold the secret
         with _lock:
             _known.add(value)
 
