@@ -184,7 +184,9 @@ def _call_update_files(repository: Downloadable, base: CachedTree | None, commit
                        staging: Path, subdir: str) -> int | None:
     """How many files the update fetched; None when there is none to make (download)."""
     update = getattr(repository, "update_files", None)
-    if base is None or base.commit == commit or not callable(update) or not _is_directory(base.path):
+    if base is None or base.commit == commit or not callable(update):
+        return None
+    if not _is_directory(base.path):
         return None
     try:
         fetched = update(base.commit, str(base.path), commit, str(staging), subdir or None)

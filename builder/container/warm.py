@@ -17,7 +17,7 @@ import stat
 import sys
 from collections.abc import Mapping, Sequence
 
-CACHE_LAYOUT = "v1"
+CACHE_LAYOUT = "v2"  # v2: entries are sealed (builder.container.cache)
 VERIFY_VALUES = ("1", "true", "yes")
 _HEX = frozenset("0123456789abcdef")
 

@@ -39,6 +39,7 @@ from builder.code.download import (
     wants_verify,
 )
 from builder.code.retry import Retryable, RetryPolicy, check_status
+from builder.code.sessions import origin_bound_session
 from builder.errors import AuthenticationError, DownloadError, NotFoundError
 from builder.repositories.urls import path_on_server
 from builder.state.secrets import redact
@@ -300,6 +301,7 @@ class _Client:
             retry_transient_errors=False,
             user_agent=f"builder/{__version__}",
             keep_base_url=True,
+            session=origin_bound_session(),  # PRIVATE-TOKEN never follows a redirect away
         )
         self.gl.session.hooks["response"].append(self._remember)
 

@@ -74,6 +74,13 @@ def remember(value: str | None) -> None:
             _known.add(value)
 
 
+def holds_secret(text: str) -> bool:
+    """Whether `text` contains a secret value builder has seen."""
+    with _lock:
+        values = list(_known)
+    return any(value in text for value in values)
+
+
 def redact(text: str) -> str:
     """Mask every known secret value and every credential-shaped fragment in text."""
     with _lock:
