@@ -54,7 +54,13 @@ def run(
         raise typer.Exit(_run_on_target(path, target, emit, include_secret, no_reuse, options))
     from builder.images.engine import Engine
     from builder.state.store import Store
-    from builder.targets.local import RunOptions, build_for_run, run_container, token_file
+    from builder.targets.local import (
+        RunOptions,
+        build_for_run,
+        remove_orphans,
+        run_container,
+        run_files,
+    )
 
     store = Store.default()
     command = (ctx.obj or {}).get("command") or []
@@ -63,12 +69,11 @@ def run(
     )
     engine = Engine.connect()
     try:
+        remove_orphans(engine.client, store.home, _log)
         _, spec = build_for_run(path, options, push=push, no_reuse=no_reuse, store=store,
                                 engine=engine, warn=warn, message=message, environ=os.environ)
-        with token_file(spec.token, store.home / "run") as token_path:
-            code = run_container(
-                engine.client, spec, token_path, log=lambda line: message(f"builder: {line}")
-            )
+        with run_files(spec.token, store.home) as files:
+            code = run_container(engine.client, spec, files.token, log=_log, labels=files.labels)
     finally:
         engine.close()
     raise typer.Exit(code)
@@ -104,16 +109,22 @@ def _run_on_target(
             from builder.targets import swarm
 
             swarm.require_manager(engine.client)
+            swarm.remove_orphans(engine.client, store.home, _log)
         workload = prepare(
             path, target, options, no_reuse=no_reuse, store=store, engine=engine,
             registry_required=target == "swarm", message=message, warn=warn,
             environ=os.environ,
         )
         if target == "swarm":
-            return swarm.run_service(
-                engine.client, workload, log=lambda line: message(f"builder: {line}")
-            )
+            from builder.targets.local import run_files
+
+            with run_files(None, store.home) as files:
+                return swarm.run_service(engine.client, workload, log=_log, labels=files.labels)
         kubernetes.emit(workload, include_secret=include_secret, out=sys.stdout, message=message)
         return 0
     finally:
         engine.close()
+
+
+def _log(line: str) -> None:
+    message(f"builder: {line}")

@@ -10,8 +10,8 @@ from pathlib import Path
 from builder.state.trees import remove_tree
 
 __all__ = [
-    "atomic_write_bytes", "atomic_write_text", "clear_stale", "held_directory", "remove_tree",
-    "staged_directory",
+    "atomic_write_bytes", "atomic_write_text", "clear_stale", "held_directory", "is_held",
+    "remove_tree", "staged_directory",
 ]
 
 
@@ -90,6 +90,24 @@ def held_directory(parent: Path, prefix: str, suffix: str = "") -> Iterator[Path
             remove_tree(path)  # gone already when it was renamed into place
         finally:
             os.close(fd)
+
+
+def is_held(path: Path) -> bool:
+    """Whether a live process holds the directory `held_directory` made at `path` (False
+    once it is gone)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # releases the lock if we took it
+    return False
 
 
 def clear_stale(parent: Path, is_candidate: Callable[[str], bool]) -> list[str]:
