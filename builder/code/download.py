@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from builder.code import deadline
 from builder.errors import (
     BuilderError,
     DownloadError,
@@ -130,7 +131,7 @@ def wants_verify(repository: Any, directory: str | os.PathLike[str]) -> bool:
 def fetch_atomically(directory: str | os.PathLike[str], fetch: Callable[[Path], None]) -> None:
     """Run `fetch(empty_dir)` in a staging directory beside `directory`, then rename it there."""
     target = check_destination(directory)
-    with staged_directory(target) as staging:
+    with deadline.bounded(), staged_directory(target) as staging:
         fetch(staging)
 
 
@@ -157,7 +158,7 @@ def download(repository: Downloadable, commit: str, directory: str | os.PathLike
     subdir = normalize_subdirectory(subdirectory)
     target = check_destination(directory)
     verify = verify or bool(getattr(repository, "verify_download", False))
-    with staged_directory(target) as staging:
+    with deadline.bounded(), staged_directory(target) as staging:
         frame = _Frame(staging, verify)
         reset = _frame.set(frame)
         try:
@@ -351,11 +352,13 @@ def apply_dockerignore(root: Path) -> int:
 
 
 def read_timeout() -> float:
-    """Seconds to wait for an HTTP answer or the next chunk (BUILDER_HTTP_TIMEOUT, 60)."""
+    """Seconds to wait for an HTTP answer or the next chunk (BUILDER_HTTP_TIMEOUT, 60), at
+    most what is left of the download's deadline."""
     try:
-        return float(os.environ.get("BUILDER_HTTP_TIMEOUT", "60"))
+        seconds = float(os.environ.get("BUILDER_HTTP_TIMEOUT", "60"))
     except ValueError:
-        return 60.0
+        seconds = 60.0
+    return deadline.bound(seconds) or seconds
 
 
 # ---------------------------------------------------------------------------- submodules
@@ -581,14 +584,23 @@ def stream_archive(open_response: Callable[[], _Response], target: Path, *, what
     from builder.code.archives import extract_tar
     from builder.code.retry import Retryable
 
+    active = deadline.current()
+
     def attempt() -> ExtractResult:
         clear_directory(target)
+        if active is not None:
+            active.check(what, "the archive")
         response = open_response()
         reader = NetworkReader(response.iter_content(CHUNK))
+        watch = active.watch(response) if active is not None else contextlib.nullcontext()
         try:
-            return extract_tar(reader, target, strip_components=strip_components,  # type: ignore[arg-type]
-                               subdirectory=subdirectory)
+            with watch:
+                return extract_tar(reader, target, strip_components=strip_components,  # type: ignore[arg-type]
+                                   subdirectory=subdirectory)
         except DownloadError as exc:
+            if active is not None and active.expired():
+                received = f" ({reader.received} bytes received)" if reader.received else ""
+                raise _cleaned(active.error(what, f"the archive{received}")) from None
             if reader.failure is not None:
                 raise Retryable(DownloadError(
                     f"{what}: the connection broke off during the download "

@@ -126,7 +126,18 @@ class RetryPolicy:
                     delay = self.backoff(failures)
                 if elapsed + delay > self.max_seconds:
                     raise _gave_up(failure.error, failures, elapsed) from None
+                _within_deadline(delay, failure)
                 self.sleep(delay)
+
+
+def _within_deadline(delay: float, failure: Retryable) -> None:
+    """A wait that would end after the download's overall deadline fails now, saying why."""
+    from builder.code.deadline import current
+
+    active = current()
+    if active is not None:
+        reason = "a wait the server asked for" if failure.wait is not None else "a retry"
+        active.allow_wait(delay, f"{failure.error} ({reason})")
 
 
 def _gave_up(error: DownloadError, tries: int, elapsed: float) -> DownloadError:

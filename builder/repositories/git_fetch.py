@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from builder.code import deadline
 from builder.code.download import (
     Listing,
     fetch_atomically,
@@ -62,6 +63,7 @@ class GitRemote(Protocol):
     def token(self) -> str | None: ...
 
 DEFAULT_TIMEOUT = 600.0
+STALL_BYTES, STALL_SECONDS = 1, 60
 DEFAULT_USERNAME = "x-access-token"
 # Options for every git command here: no hooks, no maintenance, no line-ending conversion,
 # no recursion that we did not ask for, no advice on stderr.
@@ -75,6 +77,10 @@ _FIXED = (
     "-c", "init.defaultBranch=main",
     "-c", "submodule.recurse=false",
     "-c", "protocol.version=2",
+    # A server that sends nothing for a minute is stalled: git gives up (and builder retries,
+    # within the download's deadline) instead of waiting for the command's timeout.
+    "-c", f"http.lowSpeedLimit={STALL_BYTES}",
+    "-c", f"http.lowSpeedTime={STALL_SECONDS}",
 )
 _AUTH = (
     "authentication failed", "could not read username", "could not read password",
@@ -321,14 +327,19 @@ class _Git:
         another text for other lookups, None when a not-found is about the repository.
         """
         fds = self.credentials.fds if self.credentials else ()
+        active = deadline.current()
+        if active is not None:
+            active.check(what, f"`git {args[0]}`")
         process = start_git([*_FIXED, *args], self.cwd, env=self.env, stdin=stdin,
                             pass_fds=fds).process
         try:
-            out, err = process.communicate(stdin, timeout=self.timeout)
+            out, err = process.communicate(stdin, timeout=deadline.bound(self.timeout))
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
+            if active is not None and active.expired():
+                raise active.error(what, f"`git {args[0]}`") from None
             raise Retryable(DownloadError(
                 f"{what}: `git {args[0]}` took longer than {self.timeout:g} s "
                 "(BUILDER_GIT_TIMEOUT)"
