@@ -322,32 +322,20 @@ def apply_dockerignore(root: Path) -> int:
     ignore = DockerIgnore.load(root)
     if not ignore:
         return 0
-    removed = 0
+    from builder.state.trees import walk
 
-    def walk(folder: Path, prefix: str) -> bool:
-        """Filter one directory; True when it had entries and has none left."""
-        nonlocal removed
-        had_entries = False
-        left = 0
-        with os.scandir(folder) as scan:
-            entries = list(scan)
-        for entry in entries:
-            had_entries = True
-            relative = prefix + entry.name
-            if entry.is_dir(follow_symlinks=False):
-                if walk(Path(entry.path), relative + "/"):
-                    os.rmdir(entry.path)
-                    removed += 1
-                    continue
-                left += 1
-            elif ignore.excluded(relative):
+    removed = 0
+    visited = []
+    for folder in walk(root):  # top down; then bottom up for the emptied directories
+        for entry in folder.files:
+            if ignore.excluded(folder.prefix + entry.name):
                 os.unlink(entry.path)
                 removed += 1
-            else:
-                left += 1
-        return had_entries and left == 0
-
-    walk(root, "")
+        visited.append((folder.path, bool(folder.files or folder.directories)))
+    for path, had_entries in reversed(visited[1:]):
+        if had_entries and not os.listdir(path):
+            os.rmdir(path)
+            removed += 1
     return removed
 
 

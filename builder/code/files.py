@@ -98,17 +98,14 @@ def _git_paths(root: Path) -> list[str]:
 
 
 def _walk_paths(root: Path) -> list[str]:
+    from builder.state.trees import walk
+
     result = []
-    for directory, dirnames, filenames in os.walk(root, followlinks=False):
-        rel = os.path.relpath(directory, root)
-        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
-        for name in dirnames:
-            if os.path.islink(os.path.join(directory, name)):
-                result.append(prefix + name)
-        for name in filenames:
-            mode = os.lstat(os.path.join(directory, name)).st_mode
+    for folder in walk(root):
+        for entry in folder.files:
+            mode = entry.stat(follow_symlinks=False).st_mode
             if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
-                result.append(prefix + name)
+                result.append(folder.prefix + entry.name)
     return result
 
 

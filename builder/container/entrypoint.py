@@ -115,6 +115,7 @@ def prepare(contract: Contract, log: Any = None) -> Path:
                 f"code dir {contract.code_dir} does not exist (bake mode, no commit given)"
             )
         return contract.code_dir
+    refuse_foreign_code_dir(contract.code_dir)  # before any download: fail fast
     cached = ensure_cached(contract, log)
     install_private_copy(cached, contract.code_dir)
     return contract.code_dir
@@ -203,13 +204,7 @@ def install_private_copy(source: Path, code_dir: Path) -> None:
                             "set BUILDER_CODE_DIR to a path builder can create") from None
     try:
         fcntl.flock(guard, fcntl.LOCK_EX)  # one starter at a time per code dir's parent
-        state = codedir.state(str(code_dir))
-        if state == codedir.FOREIGN:
-            raise CodeDirError(
-                f"code dir {code_dir} (BUILDER_CODE_DIR) already holds files that builder did "
-                "not put there; nothing was changed: mount an empty volume (or none) there, "
-                "or set BUILDER_CODE_DIR to a new or empty directory"
-            )
+        state = refuse_foreign_code_dir(code_dir)
         clear_stale(parent, lambda name: name.startswith(f".{code_dir.name}.") and (
             name.endswith(STAGING_SUFFIX) or name.endswith(_OLD_SUFFIX)))
         if state != codedir.ABSENT and os.path.ismount(code_dir):
@@ -224,6 +219,24 @@ def install_private_copy(source: Path, code_dir: Path) -> None:
 
 
 _OLD_SUFFIX = ".old"
+
+
+def refuse_foreign_code_dir(code_dir: Path) -> str:
+    """The code dir's state (see `codedir.state`); a `CodeDirError` if builder may not
+    touch it."""
+    from builder.container import codedir
+
+    try:
+        state = codedir.state(str(code_dir))
+    except OSError as exc:
+        raise from_os_error(exc, f"cannot read the code dir {code_dir}") from None
+    if state == codedir.FOREIGN:
+        raise CodeDirError(
+            f"code dir {code_dir} (BUILDER_CODE_DIR) already holds files that builder did "
+            "not put there; nothing was changed: mount an empty volume (or none) there, "
+            "or set BUILDER_CODE_DIR to a new or empty directory"
+        )
+    return state
 
 
 def _replace(source: Path, code_dir: Path, state: str) -> None:
