@@ -14,6 +14,7 @@ All of them bind 127.0.0.1 only and run in daemon threads; `stop` ends them.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -65,7 +66,7 @@ class _Quiet(BaseHTTPRequestHandler):
 
 
 class _Trickle(_Quiet):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         app = self.app
         app.requests.append(self.path)
         self.send_response(200)
@@ -93,7 +94,7 @@ class TrickleServer(_Base):
 
 
 class _Redirect(_Quiet):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         app = self.app
         app.requests.append((self.path, dict(self.headers)))
         self.send_response(302)
@@ -112,7 +113,7 @@ class RedirectServer(_Base):
 
 
 class _Record(_Quiet):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.app.requests.append((self.path, dict(self.headers)))
         body = b'{"message": "404 Not Found"}'
         self.send_response(404)
@@ -174,8 +175,6 @@ class StallServer:
         self.stopping.set()
         self.listener.close()
         for connection in self.connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             connection.close()
