@@ -135,6 +135,29 @@ def swarm(docker_client, initial_swarm) -> Iterator[None]:
         assert leftovers == [], "builder left token secrets behind"
 
 
+def wait_for(condition, what: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    """The first true value of `condition()`, polled until `timeout` (then the test fails)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """End a `builder run` the test started, as a user would (Ctrl-C), so that even a failed
+    test leaves no service and no secret behind; SIGKILL only if that does not work."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
 def builder_services(docker_client) -> list[Any]:
     return list(docker_client.services.list(filters={"label": RUN_LABEL}))
 
@@ -264,7 +287,10 @@ def test_the_token_is_a_secret_file_that_no_inspect_shows_and_ctrl_c_removes_the
         assert reference["SecretName"] == token_secret_name(story.token)
         assert reference["File"]["Name"] == "builder-token"
 
-        [task] = [t for t in services[0].tasks() if t["Status"]["State"] == "running"]
+        # The program runs before Swarm reports its task as running: wait for the report.
+        task = wait_for(lambda: next((t for t in services[0].tasks()
+                                      if t["Status"]["State"] == "running"), None),
+                        "Swarm to report the task running")
         container_id = task["Status"]["ContainerStatus"]["ContainerID"]
         container_json = subprocess.run(
             ["docker", "inspect", container_id], capture_output=True, text=True, check=True
@@ -284,9 +310,7 @@ def test_the_token_is_a_secret_file_that_no_inspect_shows_and_ctrl_c_removes_the
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=120)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop(process)
     assert process.returncode == 130, err
     assert "removing service" in err
     assert story.token not in out + err
@@ -296,3 +320,27 @@ def test_the_token_is_a_secret_file_that_no_inspect_shows_and_ctrl_c_removes_the
     while docker_client.containers.list(all=True, filters={"id": container_id}):
         assert time.monotonic() < deadline, "the task's container outlived its service"
         time.sleep(0.5)
+
+
+def test_a_killed_run_leaves_a_service_and_secret_that_the_next_run_removes(
+    story, swarm, docker_client
+):
+    program = "import time; print('ready', flush=True); time.sleep(600)"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "builder", *story.swarm_args("python", "-u", "-c", program)],
+        env=story.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        process.send_signal(signal.SIGKILL)  # no chance to remove anything
+        process.wait(timeout=60)
+    finally:
+        stop(process)
+    assert len(builder_services(docker_client)) == 1
+    assert [s.name for s in token_secrets(docker_client)] == [token_secret_name(story.token)]
+    done = story.run("python", "-c", "print('next')")
+    assert done.returncode == 0 and done.stdout.strip() == "next", done.stderr
+    assert "left behind by a killed run" in done.stderr
+    assert builder_services(docker_client) == []
+    assert token_secrets(docker_client) == []
