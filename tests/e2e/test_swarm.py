@@ -29,6 +29,7 @@ from builder.targets.swarm import NotSwarmManagerError, require_manager
 from tests.gitworld import GIT_IDENTITY, clone_served, git
 from tests.infra.docker_fixtures import REGISTRY
 from tests.infra.git_server import GitServer
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -133,17 +134,6 @@ def swarm(docker_client, initial_swarm) -> Iterator[None]:
                            capture_output=True, timeout=120)
             assert docker_client.info()["Swarm"]["LocalNodeState"] == "inactive"
         assert leftovers == [], "builder left token secrets behind"
-
-
-def wait_for(condition, what: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
-    """The first true value of `condition()`, polled until `timeout` (then the test fails)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def stop(process: subprocess.Popen[str]) -> None:

@@ -16,12 +16,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from builder.container.warm import cache_key
+from tests.waiting import wait_for
 
 RAN = "ran.txt"  # the program writes it: its absence proves the program never ran
 PROGRAM = f"import pathlib; pathlib.Path({RAN!r}).write_text('x'); print(open('msg.txt').read())"
@@ -54,16 +54,6 @@ def one_error_line(done: subprocess.CompletedProcess[str], code: int, fragment: 
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr
     assert fragment in errors[0], errors[0]
     return errors[0]
-
-
-def wait_for(condition, what: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.fixture
