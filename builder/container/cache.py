@@ -16,12 +16,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from builder.errors import BuilderError, IntegrityError, from_os_error
-from builder.state.atomic import STAGING_SUFFIX, atomic_write_text, clear_stale
+from builder.state.atomic import RANDOM_PART, STAGING_SUFFIX, atomic_write_text, clear_stale
 from builder.state.locks import file_lock
 
 SEAL_SUFFIX = ".seal"
@@ -65,10 +66,17 @@ def locked(cache_dir: Path, key: str) -> Iterator[None]:
         lock.__exit__(None, None, None)
 
 
+# The names builder gives them: `.<key>.<random>.partial` (staged once more inside a
+# download: `..<key>.<random>.partial.<random>.partial`) and `.builder-git-<random>`.
+_LEFTOVER = re.compile(
+    rf"^(\.{{1,3}}[0-9a-f]{{32}}(\.{RANDOM_PART}{re.escape(STAGING_SUFFIX)}){{1,3}}"
+    rf"|{re.escape(GIT_WORK_PREFIX)}{RANDOM_PART})$"
+)
+
+
 def clear_leftovers(cache_dir: Path) -> list[str]:
     """Remove what killed downloads left in the cache (never what a live one holds)."""
-    return clear_stale(cache_dir, lambda name: name.startswith(GIT_WORK_PREFIX) or (
-        name.startswith(".") and name.endswith(STAGING_SUFFIX)))
+    return clear_stale(cache_dir, lambda name: _LEFTOVER.match(name) is not None)
 
 
 def seal(path: Path) -> None:

@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from builder.container.warm import (
 )
 from builder.errors import BuilderError, CodeDirError, UsageError, from_os_error
 from builder.state.atomic import (
+    RANDOM_PART,
     STAGING_SUFFIX,
     clear_stale,
     held_directory,
@@ -205,8 +207,9 @@ def install_private_copy(source: Path, code_dir: Path) -> None:
     try:
         fcntl.flock(guard, fcntl.LOCK_EX)  # one starter at a time per code dir's parent
         state = refuse_foreign_code_dir(code_dir)
-        clear_stale(parent, lambda name: name.startswith(f".{code_dir.name}.") and (
-            name.endswith(STAGING_SUFFIX) or name.endswith(_OLD_SUFFIX)))
+        leftover = re.compile(rf"^\.{re.escape(code_dir.name)}\.{RANDOM_PART}"
+                              rf"({re.escape(STAGING_SUFFIX)}|{re.escape(_OLD_SUFFIX)})$")
+        clear_stale(parent, lambda name: leftover.match(name) is not None)
         if state != codedir.ABSENT and os.path.ismount(code_dir):
             codedir.mark(str(code_dir))
             for name in os.listdir(code_dir):  # builder's own earlier tree

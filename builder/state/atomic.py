@@ -64,6 +64,8 @@ def staged_directory(destination: Path) -> Iterator[Path]:
 
 
 STAGING_SUFFIX = ".partial"
+#: What `tempfile.mkdtemp` puts between a held directory's prefix and suffix.
+RANDOM_PART = "[a-z0-9_]{8}"
 
 
 @contextlib.contextmanager

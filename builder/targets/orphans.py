@@ -12,11 +12,12 @@ the token file. A run that is still alive holds its lock and is never touched.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from builder.state.atomic import clear_stale, held_directory, is_held
+from builder.state.atomic import RANDOM_PART, clear_stale, held_directory, is_held
 
 OWNER_LABEL = "org.builder.owner"
 RUN_PREFIX = "run-"
@@ -49,4 +50,5 @@ def is_orphan(labels: Mapping[str, str] | None, home: Path) -> bool:
 
 def clear_run_directories(home: Path) -> list[str]:
     """Remove the run directories (and token files) of runs that were killed."""
-    return clear_stale(home / "run", lambda name: name.startswith(RUN_PREFIX))
+    name = re.compile(rf"^{re.escape(RUN_PREFIX)}{RANDOM_PART}$")
+    return clear_stale(home / "run", lambda entry: name.match(entry) is not None)
