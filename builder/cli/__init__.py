@@ -9,10 +9,12 @@ import sys
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] != ["entrypoint"]:
-        # the entrypoint turns them off once it reads a token (a warm start never does)
+        # No core dumps: the environment may hold a token ({{env.NAME}}). The process is made
+        # undumpable too once it reads a secret; the entrypoint does both before it reads
+        # one (a warm start never does).
         from builder.state import coredump
 
-        coredump.disable()
+        coredump.disable(undumpable=False)
     if args[:1] == ["entrypoint"]:
         _entrypoint_fast_path(args)
     if args[:1] == ["status"]:

@@ -184,25 +184,36 @@ def tree_digest(root: str | Path) -> str:
     directories is an error (a cache entry never holds one)."""
     from builder.state.trees import walk
 
-    digest = hashlib.sha256(b"builder-tree-v1\n")
     lines: list[bytes] = []
     for folder in walk(root):
         for entry in folder.directories:
             lines.append(b"dir %s\n" % _name(folder.prefix + entry.name))
         for entry in folder.files:
-            info = entry.stat(follow_symlinks=False)
+            mode = entry.stat(follow_symlinks=False).st_mode
             name = _name(folder.prefix + entry.name)
-            if stat.S_ISLNK(info.st_mode):
+            if stat.S_ISLNK(mode):
                 content = hashlib.sha256(os.fsencode(os.readlink(entry.path))).hexdigest()
                 lines.append(b"symlink %s %s\n" % (name, content.encode()))
-            elif stat.S_ISREG(info.st_mode):
-                kind = b"exec" if info.st_mode & stat.S_IXUSR else b"file"
-                lines.append(b"%s %s %s\n" % (kind, name, hash_file(entry.path)[0].encode()))
+            elif stat.S_ISREG(mode):
+                kind = b"exec" if mode & stat.S_IXUSR else b"file"
+                lines.append(b"%s %s %s\n" % (kind, name, _content_digest(entry.path)))
             else:
                 raise BuilderError(f"{entry.path}: not a file, directory or symlink")
+    digest = hashlib.sha256(b"builder-tree-v1\n")
     for line in sorted(lines):
         digest.update(line)
     return digest.hexdigest()
+
+
+def _content_digest(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        digest = hashlib.sha256()
+        while chunk := os.read(fd, CHUNK):
+            digest.update(chunk)
+    finally:
+        os.close(fd)
+    return digest.hexdigest().encode()
 
 
 def _name(path: str) -> bytes:

@@ -16,21 +16,25 @@ _saved: tuple[int, int] | None = None
 _done = False
 
 
-def disable() -> None:
-    """Turn core dumps off for this process (idempotent, never fails)."""
+def disable(*, undumpable: bool = True) -> None:
+    """Turn core dumps off for this process (idempotent, never fails).
+
+    `undumpable=False` sets only the limit (cheap: for a command that may never hold a
+    secret in memory; `secrets.remember` completes it once one is)."""
     global _saved, _done
-    if _done:
+    if _saved is None:
+        try:
+            import resource
+
+            soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+            _saved = (soft, hard)
+            if soft != 0:
+                resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+        except (ImportError, OSError, ValueError):
+            pass
+    if _done or not undumpable:
         return
     _done = True
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
-        _saved = (soft, hard)
-        if soft != 0:
-            resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
-    except (ImportError, OSError, ValueError):
-        pass
     if sys.platform.startswith("linux"):
         try:
             import ctypes
