@@ -52,7 +52,12 @@ def run(
             volumes=tuple(volume),
         )
         raise typer.Exit(_run_on_target(path, target, emit, include_secret, no_reuse, options))
+    from dataclasses import replace
+
+    from builder.decide.planning import check_project
     from builder.images.engine import Engine
+    from builder.runs.recording import recorded
+    from builder.state.settings import load_settings
     from builder.state.store import Store
     from builder.targets.local import (
         RunOptions,
@@ -62,21 +67,36 @@ def run(
         run_files,
     )
 
+    check_project(load_settings(path))  # bad input first: exit 2, no engine, no record
     store = Store.default()
     command = (ctx.obj or {}).get("command") or []
     options = RunOptions(
         command=tuple(command), network=network, environment=tuple(env), volumes=tuple(volume)
     )
-    engine = Engine.connect()
-    try:
-        remove_orphans(engine.client, store.home, _log)
-        _, spec = build_for_run(path, options, push=push, no_reuse=no_reuse, store=store,
-                                engine=engine, warn=warn, message=message, environ=os.environ)
-        with run_files(spec.token, store.home) as files:
-            code = run_container(engine.client, spec, files.token, log=_log, labels=files.labels)
-    finally:
-        engine.close()
+    with recorded(store.home, kind="run", target="local", path=path, command=command,
+                  env_names=_names(env)) as recording:
+        engine = Engine.connect()
+        try:
+            remove_orphans(engine.client, store.home, _log)
+            result, spec = build_for_run(path, options, push=push, no_reuse=no_reuse,
+                                         store=store, engine=engine, warn=warn, message=message,
+                                         environ=os.environ)
+            recording.built(result, engine, spec)
+            message(f"builder: run {recording.record.short_id}")
+            with run_files(spec.token, store.home) as files:
+                code = run_container(
+                    engine.client, replace(spec, labels=recording.labels()), files.token,
+                    log=_log, labels=files.labels,
+                )
+            recording.finish(code)
+        finally:
+            engine.close()
     raise typer.Exit(code)
+
+
+def _names(env: list[str]) -> list[str]:
+    """The names of `-e K=V` / `-e K`: a record keeps names, never values."""
+    return [item.partition("=")[0] for item in env]
 
 
 def _run_on_target(
@@ -89,8 +109,11 @@ def _run_on_target(
 ) -> int:
     """--target swarm: run as a service, return its task's code; kubernetes: print manifests."""
     import sys
+    from dataclasses import replace
 
+    from builder.decide.planning import check_project
     from builder.images.engine import Engine
+    from builder.runs.recording import recorded
     from builder.state.settings import load_settings
     from builder.state.store import Store
     from builder.targets import check_options, prepare, require_registry
@@ -100,30 +123,41 @@ def _run_on_target(
         from builder.targets import kubernetes
 
         kubernetes.check_options(options)
+        check_project(load_settings(path))
     else:
-        require_registry(load_settings(path), target)  # bad input first: exit 2, no engine
+        require_registry(check_project(load_settings(path)), target)  # bad input first: exit 2
     store = Store.default()
-    engine = Engine.connect()
-    try:
-        if target == "swarm":
-            from builder.targets import swarm
+    with recorded(store.home, kind="run", target=target, path=path, command=options.command,
+                  env_names=_names(list(options.environment))) as recording:
+        engine = Engine.connect()
+        try:
+            if target == "swarm":
+                from builder.targets import swarm
 
-            swarm.require_manager(engine.client)
-            swarm.remove_orphans(engine.client, store.home, _log)
-        workload = prepare(
-            path, target, options, no_reuse=no_reuse, store=store, engine=engine,
-            registry_required=target == "swarm", message=message, warn=warn,
-            environ=os.environ,
-        )
-        if target == "swarm":
-            from builder.targets.local import run_files
+                swarm.require_manager(engine.client)
+                swarm.remove_orphans(engine.client, store.home, _log)
+            workload = prepare(
+                path, target, options, no_reuse=no_reuse, store=store, engine=engine,
+                registry_required=target == "swarm", message=message, warn=warn,
+                environ=os.environ,
+                on_built=lambda result, spec: recording.built(result, engine, spec),
+            )
+            workload = replace(workload, run_id=recording.id)
+            message(f"builder: run {recording.record.short_id}")
+            if target == "swarm":
+                from builder.targets.local import run_files
 
-            with run_files(None, store.home) as files:
-                return swarm.run_service(engine.client, workload, log=_log, labels=files.labels)
-        kubernetes.emit(workload, include_secret=include_secret, out=sys.stdout, message=message)
-        return 0
-    finally:
-        engine.close()
+                with run_files(None, store.home) as files:
+                    code = swarm.run_service(engine.client, workload, log=_log,
+                                             labels=files.labels)
+                recording.finish(code)
+                return code
+            kubernetes.emit(workload, include_secret=include_secret, out=sys.stdout,
+                            message=message)
+            recording.emitted()
+            return 0
+        finally:
+            engine.close()
 
 
 def _log(line: str) -> None:

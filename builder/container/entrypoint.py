@@ -10,6 +10,8 @@ works the same inside a container, in CI, and in tests:
 - BUILDER_TOKEN_FILE      a file holding the token (or BUILDER_TOKEN, if the user asks for it)
 - BUILDER_CACHE_DIR       the download cache (a volume when one is mounted)
 - BUILDER_VERIFY_DOWNLOAD "1" to compare the download with the commit's tree listing
+- BUILDER_PROJECT_DIR     set by the base image when it installs the project: where the
+                          project's install is written after the download (reuse mode)
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Contract:
     cache_dir: Path
     token: str | None
     verify: bool
+    project_dir: Path | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Contract:
@@ -92,6 +95,8 @@ class Contract:
             cache_dir=cache_dir,
             token=_read_token(environ) if commit else None,
             verify=environ.get("BUILDER_VERIFY_DOWNLOAD", "") in ("1", "true", "yes"),
+            project_dir=Path(environ["BUILDER_PROJECT_DIR"])
+            if environ.get("BUILDER_PROJECT_DIR") else None,
         )
 
     @property
@@ -120,7 +125,32 @@ def prepare(contract: Contract, log: Any = None) -> Path:
     refuse_foreign_code_dir(contract.code_dir)  # before any download: fail fast
     cached = ensure_cached(contract, log)
     install_private_copy(cached, contract.code_dir)
+    if contract.project_dir is not None:
+        install_project(cached, contract.code_dir, contract.project_dir)
     return contract.code_dir
+
+
+def install_project(cached: Path, code_dir: Path, project_dir: Path) -> None:
+    """Write the project's install for the code in code_dir (README "Project formats").
+
+    What pyproject.toml says is kept beside the cached tree, so a warm start needs no TOML."""
+    from builder.project import install
+
+    known, project = install.read_sidecar(str(cached))
+    if not known:
+        from builder.project.metadata import describe
+        from builder.state.atomic import atomic_write_text
+
+        project = describe(code_dir)
+        with contextlib.suppress(OSError):
+            atomic_write_text(Path(install.sidecar_path(str(cached))),
+                              install.sidecar_text(project))
+    if project is not None:
+        try:
+            install.write(project, str(code_dir), str(project_dir))
+        except OSError as exc:
+            raise BuilderError(f"cannot write the project's install into {project_dir}: "
+                               f"{exc.strerror or exc}") from None
 
 
 def ensure_cached(contract: Contract, log: Any = None) -> Path:

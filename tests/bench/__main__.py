@@ -13,6 +13,10 @@ Scenarios (the letters of the README table; each module also runs on its own):
   e  container start, warm and cold: the entrypoint against a plain docker run (bench_start;
      medium)
   f  no-op build: builder build against docker build, all cached (bench_build; large)
+  g  run records: builder runs list on 10,000 recorded runs against the same on one record
+     (bench_runs)
+  h  the project's install at a warm container start: with it against without it
+     (bench_start; medium)
 
 A full run (5 repetitions after 1 warm-up, all sizes) prints the table, writes it into
 README's "Benchmarks" section with the date and the machine, and draws docs/bench.png.
@@ -33,6 +37,7 @@ from tests.bench import (
     bench_build,
     bench_download,
     bench_iterate,
+    bench_runs,
     bench_start,
     bench_status,
     fixtures,
@@ -57,10 +62,12 @@ Scenario = Callable[[BenchContext, Sequence[str]], list[Result]]
 PLAN: list[tuple[str, Scenario, list[str]]] = [
     ("f", bench_build.run, ["large"]),
     ("e", bench_start.run, ["medium"]),
+    ("h", bench_start.run_project, ["medium"]),
     ("d", bench_status.run, ["large", "xlarge"]),
     ("c", bench_download.run, ["medium"]),
     ("a", bench_iterate.run_pushed, SIZE_ORDER),
     ("b", bench_iterate.run_uncommitted, ["small", "medium"]),  # large: +6 min, same story
+    ("g", bench_runs.run, ["records"]),
 ]
 
 
@@ -113,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results += scenario(ctx, ["small"] if args.quick else sizes)
     minutes = (time.perf_counter() - started) / 60
     sizes = list(fixtures.SPECS)
-    results.sort(key=lambda r: (r.key, sizes.index(r.project.split(":")[0])))
+    results.sort(key=lambda r: (r.key, _size_order(sizes, r.project)))
 
     table = markdown_table(results)
     print(table)
@@ -129,6 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.update_readme(ROOT / "README.md", block)
         progress(f"bench: wrote {report.PLOT} and README.md's Benchmarks section")
     return 1 if args.strict and missed else 0
+
+
+def _size_order(sizes: Sequence[str], project: str) -> int:
+    """Rows of one scenario by fixture size; a row on no fixture (g's records) after them."""
+    size = project.split(":")[0]
+    return sizes.index(size) if size in sizes else len(sizes)
 
 
 if __name__ == "__main__":

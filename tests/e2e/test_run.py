@@ -119,15 +119,6 @@ def story(request, tmp_path_factory, docker_client, parent_image) -> Iterator[St
                 docker_client.images.remove(tag, force=True)
 
 
-def own_containers(docker_client, story: Story, stopped: bool = False) -> list[Any]:
-    """This story's run containers (others' runs may share the engine): those whose token
-    file lives in its home."""
-    found = docker_client.containers.list(all=stopped, filters={"label": "builder.run=1"})
-    return [c for c in found
-            if any(str(m.get("Source", "")).startswith(str(story.home))
-                   for m in c.attrs.get("Mounts") or [])]
-
-
 def test_clean_pushed_project_reuses_and_runs_the_code_at_the_commit(story):
     info = story.build()
     head = git(story.project, "rev-parse", "HEAD")
@@ -243,7 +234,9 @@ def test_sigterm_reaches_the_program_and_no_token_is_visible(story, docker_clien
     try:
         assert process.stdout is not None
         assert process.stdout.readline().strip() == "ready"
-        running = own_containers(docker_client, story)
+        # this run's container, by the run record's label (other builders share the engine)
+        label = f"org.builder.run-id={newest_run_id(story)}"
+        running = docker_client.containers.list(filters={"label": label})
         assert len(running) == 1
         attrs = json.dumps(running[0].attrs)
         assert story.server.token not in attrs
@@ -255,7 +248,14 @@ def test_sigterm_reaches_the_program_and_no_token_is_visible(story, docker_clien
             process.kill()
     assert "got SIGTERM" in out
     assert process.returncode == 42, err
-    assert own_containers(docker_client, story, stopped=True) == []
+    assert docker_client.containers.list(all=True, filters={"label": label}) == []
+
+
+def newest_run_id(story: Story) -> str:
+    from builder.runs.database import RunDatabase
+
+    with RunDatabase(story.home) as database:
+        return database.runs(limit=1)[0].id
 
 
 def test_a_wrong_token_fails_the_container_clearly(story):

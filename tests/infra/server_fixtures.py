@@ -17,7 +17,7 @@ fault switches, counters and repositories never leak between tests.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -35,13 +35,14 @@ __all__ = [
     "Symlink",
     "git_server",
     "github_server",
+    "gitlab_com_server",
     "gitlab_server",
 ]
 
 
-def _server(cls: type[S], factory: pytest.TempPathFactory) -> Iterator[S]:
+def _server(cls: type[S], factory: pytest.TempPathFactory, **options: Any) -> Iterator[S]:
     base = factory.mktemp(f"{cls.kind}-server")
-    server = cls(base / "repos", work_dir=base / "work")
+    server = cls(base / "repos", work_dir=base / "work", **options)
     server.start()
     try:
         yield server
@@ -68,3 +69,10 @@ def gitlab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitLabSe
     ``{url}/{group path}/{project}.git``."""
     yield from _server(GitLabServer, tmp_path_factory)
 
+
+
+@pytest.fixture
+def gitlab_com_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitLabServer]:
+    """A :class:`GitLabServer` as gitlab.com: its archive limit (5 a minute per project and
+    user) is on, as self-managed GitLab has it off."""
+    yield from _server(GitLabServer, tmp_path_factory, gitlab_com=True)
