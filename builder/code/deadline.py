@@ -5,7 +5,8 @@ never trips it. So every download (`download`, `fetch_atomically`) runs under a 
 BUILDER_DOWNLOAD_DEADLINE seconds (default 300: a container start waits minutes, never
 hours), that bounds everything inside it:
 
-- an archive body: a watchdog shuts the connection down when the deadline passes;
+- an archive body, and every answer to a session of `builder.code.sessions`: a watchdog
+  shuts the connection down when the deadline passes;
 - each HTTP request's timeouts and each git command's run time (`bound`);
 - retries: a backoff or a server-requested wait (a rate limit window, up to a minute on
   gitlab.com) that would end after the deadline fails at once, saying what it waited for.
@@ -37,6 +38,9 @@ class Deadline:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.ends = time.monotonic() + seconds
+        self._connections: list[Any] = []
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
 
     def remaining(self) -> float:
         return max(self.ends - time.monotonic(), 0.0)
@@ -69,17 +73,34 @@ class Deadline:
         left = max(self.remaining(), 0.01)
         return left if timeout is None else min(timeout, left)
 
+    def register(self, connection: Any) -> None:
+        """Shut `connection` (an HTTP response) down when the deadline passes, so that a read
+        blocked on it (a trickle) returns at once."""
+        with self._lock:
+            self._connections.append(connection)
+            if self._timer is None:
+                self._timer = threading.Timer(self.remaining(), self._expire)
+                self._timer.daemon = True
+                self._timer.start()
+
     @contextlib.contextmanager
     def watch(self, connection: Any) -> Iterator[None]:
-        """Shut `connection` (a streamed HTTP response) down if the deadline passes while
-        the block reads from it, so that a read blocked on a trickle returns."""
-        timer = threading.Timer(self.remaining(), _shut_down, args=(connection,))
-        timer.daemon = True
-        timer.start()
-        try:
-            yield
-        finally:
-            timer.cancel()
+        """`register` the connection for the block that reads from it."""
+        self.register(connection)
+        yield
+
+    def close(self) -> None:
+        """The download is over: nothing is shut down any more."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._connections.clear()
+
+    def _expire(self) -> None:
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            _shut_down(connection)
 
 
 def current() -> Deadline | None:
@@ -100,6 +121,7 @@ def bounded(seconds: float | None = None) -> Iterator[Deadline]:
         yield deadline
     finally:
         _current.reset(token)
+        deadline.close()
 
 
 def configured_seconds() -> float:
@@ -113,6 +135,14 @@ def configured_seconds() -> float:
     if not value > 0 or value != value:
         raise UsageError(f"{ENV}={raw!r} must be a number of seconds above 0")
     return value
+
+
+def register_response(response: Any, *args: Any, **kwargs: Any) -> None:
+    """A requests response hook: the current download's deadline can shut the response's
+    connection down (a body read before `stream_archive` sees it, an API answer)."""
+    active = _current.get()
+    if active is not None:
+        active.register(response)
 
 
 def bound(timeout: float | None) -> float | None:

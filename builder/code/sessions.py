@@ -5,7 +5,8 @@ requests drops only `Authorization` when a redirect leaves the host
 python-gitlab sets, would go along to whatever host the `Location` names. This session drops
 every credential header in the same cases requests drops `Authorization` (another host, or
 a changed scheme or port other than http:80 -> https:443), so a redirect can still be
-followed, without the token.
+followed, without the token. Its answers are also bounded by the running download's deadline
+(`builder.code.deadline`).
 """
 
 from __future__ import annotations
@@ -33,4 +34,8 @@ def origin_bound_session() -> requests.Session:
                     prepared_request.headers.pop(name, None)
             super().rebuild_auth(prepared_request, response)
 
-    return OriginBoundSession()
+    from builder.code.deadline import register_response
+
+    session = OriginBoundSession()
+    session.hooks["response"].append(register_response)  # bounded by the download's deadline
+    return session
