@@ -171,7 +171,9 @@ def ensure_cached(contract: Contract, log: Any = None) -> Path:
             return cached
         cache.clear_leftovers(contract.cache_dir)
         from builder.code.download import download
+        from builder.repositories.extras import require_extra
 
+        require_extra(str(contract.repository["type"]))  # type: ignore[index]
         repository = _instantiate(contract)
         if log:
             log(

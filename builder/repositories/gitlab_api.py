@@ -58,8 +58,13 @@ from builder.code.retry import (
 )
 from builder.code.sessions import origin_bound_session
 from builder.errors import AuthenticationError, DownloadError, NotFoundError, RateLimitError
+from builder.repositories.extras import require_extra
 from builder.repositories.urls import path_on_server
 from builder.state.secrets import redact
+
+# Every use of the API comes through this module: without the extra, one line names the
+# install command instead of a ModuleNotFoundError.
+require_extra("gitlab")
 
 if TYPE_CHECKING:
     import gitlab

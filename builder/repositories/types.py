@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 from builder.errors import RepositoryConfigError
 from builder.repositories.base import BaseCodeRepository
+from builder.repositories.extras import require_extra
 from builder.repositories.urls import has_control_character
 from builder.state.store import RepositoryRecord
 
@@ -69,6 +70,7 @@ def validate_options(type_name: str, options: Mapping[str, str], *, cwd: Path) -
         raise RepositoryConfigError(
             f"--type {type_name!r} is unknown (choose from {', '.join(TYPES)})"
         )
+    require_extra(type_name)
     known = {o.name for o in OPTIONS[type_name]}
     config: dict[str, str] = {}
     for key, value in options.items():

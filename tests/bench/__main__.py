@@ -17,6 +17,8 @@ Scenarios (the letters of the README table; each module also runs on its own):
      (bench_runs)
   h  the project's install at a warm container start: with it against without it
      (bench_start; medium)
+  i  base image build, cold and after one requirement changes: builder build against docker
+     build of the conventional Dockerfile with pip (bench_base; 15 pinned packages)
 
 A full run (5 repetitions after 1 warm-up, all sizes) prints the table, writes it into
 README's "Benchmarks" section with the date and the machine, and draws docs/bench.png.
@@ -34,6 +36,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tests.bench import (
+    bench_base,
     bench_build,
     bench_download,
     bench_iterate,
@@ -68,6 +71,7 @@ PLAN: list[tuple[str, Scenario, list[str]]] = [
     ("a", bench_iterate.run_pushed, SIZE_ORDER),
     ("b", bench_iterate.run_uncommitted, ["small", "medium"]),  # large: +6 min, same story
     ("g", bench_runs.run, ["records"]),
+    ("i", bench_base.run, ["small"]),  # its own 15-package project, whatever the size
 ]
 
 
