@@ -85,8 +85,10 @@ def describe(
 @app.command("delete")
 def delete(name: str = typer.Argument(...)) -> None:
     """Delete a code repository (and the token stored for it)."""
-    record = registry.delete(Store.default(), name)
+    record, note = registry.delete(Store.default(), name)
     message(f"deleted code repository {record.name!r}")
+    if note:
+        message(f"builder: {note}")
 
 
 def _location(config: dict[str, str]) -> str:

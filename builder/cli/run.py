@@ -99,6 +99,7 @@ def _run_on_target(
                 from builder.targets import swarm
 
                 swarm.require_manager(engine.client)
+                swarm.remove_orphans(engine.client, store.home, _log)
             workload = prepare(
                 path, target, options, no_reuse=no_reuse, store=store, engine=engine,
                 registry_required=target == "swarm", message=message, warn=warn,
@@ -108,9 +109,11 @@ def _run_on_target(
             workload = replace(workload, run_id=recording.id)
             message(f"builder: run {recording.record.short_id}")
             if target == "swarm":
-                code = swarm.run_service(
-                    engine.client, workload, log=lambda line: message(f"builder: {line}")
-                )
+                from builder.targets.local import run_files
+
+                with run_files(None, store.home) as files:
+                    code = swarm.run_service(engine.client, workload, log=_log,
+                                             labels=files.labels)
                 recording.finish(code)
                 return code
             kubernetes.emit(workload, include_secret=include_secret, out=sys.stdout,
@@ -119,3 +122,7 @@ def _run_on_target(
             return 0
         finally:
             engine.close()
+
+
+def _log(line: str) -> None:
+    message(f"builder: {line}")

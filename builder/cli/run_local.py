@@ -119,9 +119,13 @@ def run_local(path: Path, options: RunOptions, *, push: bool, no_reuse: bool,
     from builder.runs.recording import image_identity, recorded
     from builder.state.settings import load_settings
     from builder.state.store import Store
-    from builder.targets.local import build_for_run, run_container, token_file
+    from builder.targets.local import build_for_run, remove_orphans, run_container, run_files
 
     connect = connect or Engine.connect_soon()
+
+    def log(line: str) -> None:
+        message(f"builder: {line}")
+
     try:
         check_project(load_settings(path))  # bad input first: exit 2, no record
         store = Store.default()
@@ -133,6 +137,7 @@ def run_local(path: Path, options: RunOptions, *, push: bool, no_reuse: bool,
                                          message=message, environ=os.environ,
                                          defer_push=True)
             engine = connect()
+            remove_orphans(engine, store.home, log)
             recording.built(result, engine, spec)
             message(f"builder: run {recording.record.short_id}")
             failure: list[BaseException] = []
@@ -149,9 +154,9 @@ def run_local(path: Path, options: RunOptions, *, push: bool, no_reuse: bool,
             pushing = threading.Thread(target=push_now, name="builder-push", daemon=True)
             if push:
                 pushing.start()
-            with token_file(spec.token, store.home / "run") as token_path:
+            with run_files(spec.token, store.home) as files:
                 code = run_container(engine, replace(spec, labels=recording.labels()),
-                                     token_path, log=lambda line: message(f"builder: {line}"))
+                                     files.token, log=log, labels=files.labels)
             if push:
                 pushing.join()
                 if result.pushed and not recording.record.image_digest:

@@ -373,6 +373,13 @@ class Engine:
         self._container_call("POST", f"/containers/{container}/kill",
                              what=f"cannot kill container {container[:12]}")
 
+    def containers_labelled(self, label: str) -> list[tuple[str, dict[str, str]]]:
+        """(id, labels) of every container, running or not, that has `label`."""
+        query = {"all": "1", "filters": json.dumps({"label": [label]})}
+        answer = self._container_call("GET", "/containers/json", query,
+                                      what="cannot list containers")
+        return [(str(item["Id"]), dict(item.get("Labels") or {})) for item in answer or []]
+
     def remove_container(self, container: str) -> None:
         self._container_call("DELETE", f"/containers/{container}", {"force": "true"},
                              what=f"could not remove container {container[:12]}")
@@ -399,7 +406,8 @@ class Engine:
                 if body is not None:
                     kwargs["data"] = json.dumps(body)
                     kwargs["headers"] = {"Content-Type": "application/json"}
-                response = {"POST": api._post, "DELETE": api._delete}[method](url, **kwargs)
+                response = {"GET": api._get, "POST": api._post,
+                            "DELETE": api._delete}[method](url, **kwargs)
                 return api._result(response, json=bool(response.content))
         except docker.errors.NotFound as exc:
             raise EngineError(redact(missing or f"{what}: {_api_message(exc)}")) from None

@@ -24,6 +24,7 @@ from typing import Protocol
 
 from builder.code.download import Listing, relative_listing
 from builder.code.gitcmd import CatFile
+from builder.code.gitsecrets import GitConfigFile
 from builder.errors import BuilderError
 from builder.state.atomic import remove_tree
 from builder.state.locks import file_lock
@@ -44,6 +45,7 @@ class Runner(Protocol):
 
     env: dict[str, str]
     cwd: Path
+    credentials: GitConfigFile | None
 
     def run(self, args: Sequence[str], *, what: str, missing: str | None = None,
             stdin: bytes | None = None) -> bytes: ...
@@ -139,4 +141,6 @@ class OpenStore:
 
     def blobs(self) -> CatFile:
         """A reader of the store's blobs (with the credentials, in case git must ask)."""
-        return CatFile(self.git.cwd, env=self.git.env)
+        credentials = self.git.credentials
+        return CatFile(self.git.cwd, env=self.git.env,
+                       pass_fds=credentials.fds if credentials is not None else ())

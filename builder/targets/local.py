@@ -177,29 +177,66 @@ def build_for_run(path: str | Path, options: RunOptions, *, push: bool, no_reuse
     return result, spec
 
 
+@dataclass(frozen=True)
+class RunFiles:
+    """This run's private directory and the token file in it (None without a token)."""
+
+    directory: Path
+    token: Path | None
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The label that lets a later run find this run's container if this one is killed."""
+        from builder.targets.orphans import owner_labels
+
+        return owner_labels(self.directory)
+
+
 @contextmanager
-def token_file(token: str | None, home: Path) -> Iterator[Path | None]:
-    """A private file holding the token for the life of the run, then removed."""
-    if not token:
-        yield None
+def run_files(token: str | None, home: Path) -> Iterator[RunFiles]:
+    """A private directory for the life of the run, holding the token file; then removed.
+
+    If the run is killed, the next run removes both the directory and the container
+    (`remove_orphans`).
+    """
+    from builder.targets.orphans import run_directory
+
+    with run_directory(home) as directory:
+        path = None
+        if token:
+            path = directory / "token"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(token)
+        yield RunFiles(directory, path)
+
+
+def remove_orphans(engine: Engine, home: Path, log: Any) -> None:
+    """Remove the containers, token files and run directories of killed runs of `home`.
+
+    A killed run leaves its run directory behind (a run that ends removes its own), so the
+    engine is asked for containers only when such a directory is there: a run after runs
+    that ended makes no request for it.
+    """
+    from builder.targets.orphans import OWNER_LABEL, clear_run_directories, is_orphan, left_by
+
+    if not left_by(home):
         return
-    import tempfile
-
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    directory = Path(tempfile.mkdtemp(prefix="run-", dir=home))
-    path = directory / "token"
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(token)
-        yield path
-    finally:
-        path.unlink(missing_ok=True)
-        directory.rmdir()
+        containers = engine.containers_labelled(OWNER_LABEL)
+    except EngineError as exc:
+        log(f"could not look for containers of killed runs: {exc}")
+        containers = []
+    for container, labels in containers:
+        if is_orphan(labels, home):
+            with suppress(EngineError):
+                engine.remove_container(container)
+                log(f"removed container {container[:12]}, left running by a killed run")
+    clear_run_directories(home)
 
 
-def run_container(engine: Engine, spec: ContainerSpec, token_path: Path | None,
-                  log: Any) -> int:
+def run_container(engine: Engine, spec: ContainerSpec, token_path: Path | None, log: Any,
+                  labels: Mapping[str, str] | None = None) -> int:
     """Start the container, stream its output, return its exit code; always remove it.
 
     SIGINT or SIGTERM stops the container (SIGTERM to the program, SIGKILL after
@@ -214,7 +251,7 @@ def run_container(engine: Engine, spec: ContainerSpec, token_path: Path | None,
         volumes[str(token_path)] = {"bind": TOKEN_MOUNT, "mode": "ro"}
     container = engine.create_container(
         spec.image, spec.command, spec.environment, volumes, network=spec.network,
-        tmpfs=spec.tmpfs, labels={"builder.run": "1", **spec.labels},
+        tmpfs=spec.tmpfs, labels={"builder.run": "1", **spec.labels, **(labels or {})},
     )
     stopper = _Stopper(engine, container, log)
     handlers = {
