@@ -181,8 +181,7 @@ def update_files(repo: GitRemote, base_commit: str, base_directory: str, commit:
     subdir = normalize_subdirectory(repo_sub_directory)
     policy = policy or RetryPolicy.from_environment()
     what = _what(repo, sha)
-    git = _Git(repo, store.path)
-    with contextlib.closing(git), store.open(git, what) as objects:
+    with store.open(lambda folder: _Git(repo, folder), what) as objects:
         if not objects.has_commit(base):
             return None
         policy.run(lambda: objects.fetch_commit(sha, blobs=not subdir, have=base))
@@ -241,8 +240,7 @@ def _download_into_store(repo: GitRemote, store: ObjectStore, sha: str, target: 
     from builder.code.updates import write_fetched_tree
 
     what = _what(repo, sha)
-    git = _Git(repo, store.path)
-    with contextlib.closing(git), store.open(git, what) as objects:
+    with store.open(lambda folder: _Git(repo, folder), what) as objects:
         policy.run(lambda: objects.fetch_commit(sha, blobs=not subdir))
         listing = objects.listing(sha, subdir)
         if subdir and not listing:

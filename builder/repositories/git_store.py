@@ -11,25 +11,30 @@ trees that changed and, for a whole repository, the blobs that changed (git's sm
 only the blobs below the subdirectory that the store lacks are fetched, by id, in one request.
 
 Every object is checked by git as it arrives (its id is the hash of its content), so a tree
-read from the store is the commit's tree. One process at a time uses a store (a file lock).
+read from the store is the commit's tree. One process at a time uses a store (a file lock); a
+download that finds it in use does not wait, it fetches without the store (`StoreBusy`). A
+store is made in a staging directory (`.builder-git-*`, which a later start removes if this
+one is killed) and renamed into place once git has set it up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from builder.code.download import Listing, relative_listing
 from builder.code.gitcmd import CatFile
 from builder.code.gitsecrets import GitConfigFile
-from builder.errors import BuilderError
-from builder.state.atomic import remove_tree
+from builder.errors import BuilderError, DownloadError
+from builder.state.atomic import held_directory, remove_tree
 from builder.state.locks import file_lock
 
 REF_PREFIX = "refs/builder/commits/"
+GIT_WORK_PREFIX = ".builder-git-"  # staging, as `container.cache` knows it (a leftover if left)
 _INIT_CONFIG = (
     ("core.repositoryformatversion", "1"),
     ("extensions.partialClone", "origin"),
@@ -41,7 +46,7 @@ _INIT_CONFIG = (
 
 
 class Runner(Protocol):
-    """Runs git in the store with the repository's credentials (`git_fetch._Git` does)."""
+    """Runs git in one directory with the repository's credentials (`git_fetch._Git`)."""
 
     env: dict[str, str]
     cwd: Path
@@ -49,6 +54,12 @@ class Runner(Protocol):
 
     def run(self, args: Sequence[str], *, what: str, missing: str | None = None,
             stdin: bytes | None = None) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class StoreBusy(DownloadError):
+    """Another download uses the store: this one fetches without it."""
 
 
 def store_path(cache_dir: Path, url: str) -> Path:
@@ -62,25 +73,40 @@ class ObjectStore:
         self.url = url
 
     @contextlib.contextmanager
-    def open(self, git: Runner, what: str) -> Iterator[OpenStore]:
-        """The store, created if needed, held by this process for the `with` block. A store
-        created here goes again if the block fails (a first download that failed leaves
-        nothing in the cache)."""
-        with file_lock(self.path.with_name(f".{self.path.name}.lock")):
+    def open(self, git_in: Callable[[Path], Runner], what: str) -> Iterator[OpenStore]:
+        """The store, created if needed, held by this process for the `with` block
+        (`git_in(folder)` makes the runner of git there). A store created here goes again if
+        the block fails, so a first download that failed leaves nothing in the cache."""
+        lock = self.path.with_name(f".{self.path.name}.lock")
+        with file_lock(lock, blocking=False) as acquired:
+            if not acquired:
+                raise StoreBusy(f"{what}: another download uses the repository's store")
             created = not (self.path / "HEAD").is_file()
+            if created:
+                self._create(git_in, what)
+            git = git_in(self.path)
             try:
-                if created:
-                    remove_tree(self.path)
-                    self.path.mkdir(parents=True)
-                    git.run(["init", "--quiet", "--bare", "."], what=what)
-                    git.run(["remote", "add", "origin", self.url], what=what)
-                    for key, value in _INIT_CONFIG:
-                        git.run(["config", key, value], what=what)
                 yield OpenStore(git, what)
             except BaseException:
                 if created:
                     remove_tree(self.path)
                 raise
+            finally:
+                git.close()
+
+    def _create(self, git_in: Callable[[Path], Runner], what: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with held_directory(self.path.parent, GIT_WORK_PREFIX) as staging:
+            git = git_in(staging)
+            try:
+                git.run(["init", "--quiet", "--bare", "."], what=what)
+                git.run(["remote", "add", "--end-of-options", "origin", self.url], what=what)
+                for key, value in _INIT_CONFIG:
+                    git.run(["config", key, value], what=what)
+            finally:
+                git.close()
+            remove_tree(self.path)  # what is there has no HEAD: not a store git made
+            os.rename(staging, self.path)
 
 
 class OpenStore:
