@@ -157,7 +157,9 @@ def test_core_dumps_are_off_while_the_token_is_held_and_back_for_the_program(git
         preexec_fn=allow_core_dumps, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
-        while not list((tmp_path / "cache2").glob(".builder-git-*")):
+        # The slowed fetch has reached the server (the fault is taken as the request
+        # arrives), so builder is mid-download with the token in memory for 10 s.
+        while git_server.faults_fired.get("slow", 0) < 2:
             assert time.monotonic() < deadline, "the download did not start"
             time.sleep(0.05)
         limits = Path(f"/proc/{process.pid}/limits").read_text()
