@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from builder.code.archives import TreeWriter
@@ -88,15 +89,19 @@ def build_updated_tree(cached: Path, target: Path, plan: UpdatePlan, fetch: Fetc
     """Write the new commit's tree into the empty directory `target`.
 
     A kept path that is missing from the cached tree was removed there by `.dockerignore`
-    (unchanged, so it would be removed again) and is skipped.
+    (unchanged, so it would be removed again) and is skipped. The changed files are fetched
+    at once (`fetch` is called from several threads), then written.
     """
+    from builder.code.parallel import run_all
+
+    changed = sorted(plan.fetch.items())
+    fetched = run_all([partial(fetch, path) for path, _ in changed])
     writer = TreeWriter(target)
     for path in sorted(plan.keep):
         source = cached / path
         if os.path.lexists(source):
             writer.existing(path, source)
-    for path, mode in sorted(plan.fetch.items()):
-        data, blob_id = fetch(path)
+    for (path, mode), (data, blob_id) in zip(changed, fetched, strict=True):
         algorithm = "sha256" if len(blob_id) == 64 else "sha1"
         if blob_sha(data, algorithm) != blob_id:
             raise IntegrityError(f"{what}: {path}: the server's blob does not match id {blob_id}")

@@ -92,17 +92,23 @@ def update_files(repo: GitHubProject, base_commit: str, base_directory: str,
                  commit: str, directory: str | os.PathLike[str], repo_sub_directory: str | None,
                  policy: RetryPolicy | None = None) -> int | None:
     """`commit` into `directory` from the tree of `base_commit` at `base_directory`: the two
-    commits' listings (two requests) and one request per changed file. Returns how many files
-    it fetched, or None (nothing written) when a full download is the better way."""
+    commits' listings (two requests, at once) and one request per changed file (at once).
+    Returns how many files it fetched, or None (nothing written) when a full download is the
+    better way."""
+    from builder.code.parallel import PerThread, run_all
     from builder.code.updates import plan_update, write_update
 
     sha, base = validate_commit(commit), validate_commit(base_commit)
     subdir = normalize_subdirectory(repo_sub_directory)
     # One try per request: on any failure the caller downloads the archive, with retries.
     policy = (policy or RetryPolicy.from_environment()).single_try()
-    project = _client(repo, lazy=True).get_repo(repo.full_name)  # one client: one connection
-    old = relative_listing(_tree_entries(repo, base, policy, project), subdir)
-    new = relative_listing(_tree_entries(repo, sha, policy, project), subdir)
+    # A client per thread (PyGithub's is not thread-safe): its connection serves the thread's
+    # requests one after another.
+    projects = PerThread(lambda: _client(repo, lazy=True).get_repo(repo.full_name))
+    old, new = (relative_listing(entries, subdir) for entries in run_all([
+        lambda: _tree_entries(repo, base, policy, projects.get()),
+        lambda: _tree_entries(repo, sha, policy, projects.get()),
+    ]))
     plan = plan_update(old, new)
     if plan is None:
         return None
@@ -111,7 +117,7 @@ def update_files(repo: GitHubProject, base_commit: str, base_directory: str,
 
     def blob(path: str) -> tuple[bytes, str]:
         blob_id = new[path][1]
-        return _blob(repo, project, blob_id, policy, what=what), blob_id
+        return _blob(repo, projects.get(), blob_id, policy, what=what), blob_id
 
     return write_update(directory, Path(base_directory), plan, blob, what=what,
                         expected=(lambda: new) if verify else None)
