@@ -215,16 +215,27 @@ class _Builds:
         return None
 
     def push_all(self) -> list[str]:
+        """Push what the registry lacks; what builder saw it have lately is not asked again
+        (`builder.state.pushed`)."""
+        from builder.state import pushed as seen
+
         pushed = []
         for ref, source in self.sources.items():
+            image = self.engine.image_id(ref)
             if source == "pulled":
+                seen.remember(self.home, ref, image)
+                continue
+            if seen.known(self.home, ref, image):
+                self.progress.note(f"{ref}: in the registry (builder saw it there lately)")
                 continue
             remote = self.engine.registry_digest(ref)
             if remote and remote in self.engine.local_digests(ref):
                 self.progress.note(f"{ref}: already in the registry")
+                seen.remember(self.home, ref, image)
                 continue
             self.progress.note(f"pushing {ref}")
             self.engine.push(ref)
+            seen.remember(self.home, ref, image)
             pushed.append(ref)
         return pushed
 
