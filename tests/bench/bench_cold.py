@@ -116,7 +116,7 @@ def floor_scenario(ctx: BenchContext, size: str) -> Result:
     try:
         ours_series, floor_series = interleave(
             Side("builder entrypoint, cold", ours, before, ours_after),
-            Side("curl | tar -xz", floor, before, floor_after),
+            Side("curl -L, piped to tar -xz", floor, before, floor_after),
             ctx.reps,
             ctx.warmup,
         )
