@@ -110,15 +110,18 @@ class ExtractResult:
 
 
 def extract_tar(stream: Readable, destination: Path, *, strip_components: int = 0,
-                subdirectory: str = "", limits: Limits = DEFAULT_LIMITS) -> ExtractResult:
+                subdirectory: str = "", limits: Limits = DEFAULT_LIMITS,
+                mirror: Path | None = None) -> ExtractResult:
     """Extract a tar stream into the empty directory `destination`.
 
     `strip_components` leading path components are dropped from every member, which must
     have them (GitHub's `owner-repo-sha/` folder). Then, when `subdirectory` is set, only the
     members below it are kept, with it dropped; `NotFoundError` when the archive has none.
+    With `mirror` (another empty directory), the same tree is written there too, from the
+    same data.
     """
     layout = _Layout(strip_components, subdirectory)
-    tree = _Tree(Path(destination), limits, writers=_WRITERS)
+    tree = _Tree(Path(destination), limits, writers=_WRITERS, mirror=mirror)
     ahead: _ReadAhead | None = None
     try:
         ahead = _ReadAhead(_decompressed(_Source(stream)))
@@ -437,12 +440,16 @@ class _Tree:
     system, and the file system holds exactly what is recorded (the destination starts empty).
     """
 
-    def __init__(self, root: Path, limits: Limits, writers: int = 0) -> None:
-        if not root.is_dir():
-            raise ValueError(f"extraction destination is not a directory: {root}")
-        if any(root.iterdir()):
-            raise ValueError(f"extraction destination is not empty: {root}")
+    def __init__(self, root: Path, limits: Limits, writers: int = 0,
+                 mirror: Path | None = None) -> None:
+        for destination in (root, mirror) if mirror is not None else (root,):
+            if not destination.is_dir():
+                raise ValueError(f"extraction destination is not a directory: {destination}")
+            if any(destination.iterdir()):
+                raise ValueError(f"extraction destination is not empty: {destination}")
         self._root = str(root)
+        # A mirror receives the same tree, written from the same data (no second read).
+        self._roots = (self._root, str(mirror)) if mirror is not None else (self._root,)
         self._limits = limits
         self._writers = _Writers(writers) if writers > 0 else None
         self._kinds: dict[str, str] = {}
@@ -469,16 +476,21 @@ class _Tree:
         """Write a regular file; `read` returns its data a chunk at a time, b"" at the end."""
         path = self._claim(parts, name, "file")
         self._check_size(name, size)
-        full = self._full(path)
         if self._writers is not None and size <= _HANDED_OVER:
             chunks: list[bytes] = []
-            self._copy(name, read, chunks)
-            self._writers.submit(full, name, b"".join(chunks), _file_mode(mode), mtime)
+            self._copy(name, read, chunks.append)
+            data = b"".join(chunks)
+            for full in self._fulls(path):
+                self._writers.submit(full, name, data, _file_mode(mode), mtime)
         else:
-            with self._writing(name), open(os.open(full, _OPEN_NEW, 0o600), "wb") as out:
-                self._copy(name, read, out)
-                os.fchmod(out.fileno(), _file_mode(mode))
-            self._set_mtime(full, mtime)
+            with self._writing(name), contextlib.ExitStack() as stack:
+                outs = [stack.enter_context(open(os.open(full, _OPEN_NEW, 0o600), "wb"))
+                        for full in self._fulls(path)]
+                self._copy(name, read, lambda chunk: [out.write(chunk) for out in outs])
+                for out in outs:
+                    os.fchmod(out.fileno(), _file_mode(mode))
+            for full in self._fulls(path):
+                self._set_mtime(full, mtime)
         self._kinds[path] = "file"
         self._files += 1
 
@@ -533,10 +545,10 @@ class _Tree:
                     f"symlink {name!r} -> {target!r} points outside the extracted tree"
                 )
         for path, (target, name, mtime) in self._symlinks.items():
-            full = self._full(path)
-            with self._writing(name):
-                os.symlink(target, full)
-            self._set_mtime(full, mtime)
+            for full in self._fulls(path):
+                with self._writing(name):
+                    os.symlink(target, full)
+                self._set_mtime(full, mtime)
         return ExtractResult(files=self._files, bytes=self._bytes,
                              symlinks=len(self._symlinks), directories=self._directories)
 
@@ -560,10 +572,10 @@ class _Tree:
         return path
 
     def _mkdir(self, path: str, name: str) -> None:
-        full = self._full(path)
-        with self._writing(name):
-            os.mkdir(full, 0o755)
-            os.chmod(full, 0o755)
+        for full in self._fulls(path):
+            with self._writing(name):
+                os.mkdir(full, 0o755)
+                os.chmod(full, 0o755)
         self._kinds[path] = "directory"
         self._directories += 1
 
@@ -578,7 +590,8 @@ class _Tree:
         if self._writers is not None:
             self._writers.close()
 
-    def _copy(self, name: str, read: Callable[[], bytes], out: BinaryIO | list[bytes]) -> None:
+    def _copy(self, name: str, read: Callable[[], bytes], out: Callable[[bytes], object]) -> None:
+        """Pass the data of `read` to `out` a chunk at a time, within the limits."""
         written = 0
         while chunk := read():
             written += len(chunk)
@@ -587,10 +600,7 @@ class _Tree:
                 raise self._too_large(name)
             if self._bytes > self._limits.max_total_bytes:
                 raise self._too_large_in_total(name)
-            if isinstance(out, list):
-                out.append(chunk)
-            else:
-                out.write(chunk)
+            out(chunk)
 
     def _too_large(self, name: str) -> UnsafeArchiveError:
         return UnsafeArchiveError(
@@ -639,6 +649,10 @@ class _Tree:
 
     def _full(self, path: str) -> str:
         return os.path.join(self._root, path)
+
+    def _fulls(self, path: str) -> list[str]:
+        """The path in the destination and in its mirror, if any."""
+        return [os.path.join(root, path) for root in self._roots]
 
     @staticmethod
     @contextlib.contextmanager

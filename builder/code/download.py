@@ -20,6 +20,11 @@ listing (`wants_verify` tells it whether to).
 
 Also here: streaming an HTTP archive into the safe extractor with retries (`stream_archive`),
 and the submodule helpers shared by the archive types.
+
+A `Mirror` (the container's code dir, on a cold start) receives the tree as the archive is
+extracted, in the same pass, so that it need not be copied from the cache afterwards. It is
+complete only when the tree is exactly one archive (no submodules fetched after it, no
+update from a cached tree): `mirror.complete` says so, and the caller copies otherwise.
 """
 
 from __future__ import annotations
@@ -114,6 +119,31 @@ class _Frame:
 _frame: ContextVar[_Frame | None] = ContextVar("builder_download_frame", default=None)
 
 
+class Mirror:
+    """An empty directory that a download fills with the same tree, when it can."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.claimed = False  # an archive extraction wrote into it
+        self.spoiled = False  # something else went into the tree too
+        self.complete = False  # set by `download`: it holds exactly the downloaded tree
+
+
+_mirror: ContextVar[Mirror | None] = ContextVar("builder_download_mirror", default=None)
+
+
+def _claim_mirror() -> Path | None:
+    """The mirror for the first archive of a download; a later one spoils it."""
+    mirror = _mirror.get()
+    if mirror is None:
+        return None
+    if mirror.claimed:
+        mirror.spoiled = True
+        return None
+    mirror.claimed = True
+    return mirror.path
+
+
 def wants_verify(repository: Any, directory: str | os.PathLike[str]) -> bool:
     """Whether a built-in `download_files` writing into `directory` should verify the tree.
 
@@ -145,13 +175,16 @@ class CachedTree:
 
 def download(repository: Downloadable, commit: str, directory: str | os.PathLike[str],
              subdirectory: str | None = None, *, verify: bool = False,
-             base: CachedTree | None = None, log: Callable[[str], None] | None = None) -> Path:
+             base: CachedTree | None = None, log: Callable[[str], None] | None = None,
+             mirror: Mirror | None = None) -> Path:
     """Download `commit` (only `subdirectory`, if given) of `repository` into `directory`.
 
     Works for every repository type, custom classes included. With `base`, a repository
     that has `update_files` (see `builder.code.updates`) may fetch only what changed since it.
-    Raises a `DownloadError` (or a `UsageError` for bad arguments); on any error nothing is
-    left at `directory`.
+    With `mirror`, an archive download fills that empty directory too (`mirror.complete`
+    says whether it holds the whole tree; after an error, its contents are the caller's to
+    clear). Raises a `DownloadError` (or a `UsageError` for bad arguments); on any error
+    nothing is left at `directory`.
     """
     commit = validate_commit(commit)
     subdir = normalize_subdirectory(subdirectory)
@@ -160,6 +193,7 @@ def download(repository: Downloadable, commit: str, directory: str | os.PathLike
     with staged_directory(target) as staging:
         frame = _Frame(staging, verify)
         reset = _frame.set(frame)
+        mirrored = _mirror.set(mirror)
         try:
             fetched = _call_update_files(repository, base, commit, staging, subdir)
             if fetched is None:
@@ -168,6 +202,7 @@ def download(repository: Downloadable, commit: str, directory: str | os.PathLike
                 log(f"updated from {base.commit[:12]}: {fetched} changed "
                     f"file{'' if fetched == 1 else 's'} fetched")
         finally:
+            _mirror.reset(mirrored)
             _frame.reset(reset)
         if not staging.is_dir() or staging.is_symlink():
             raise DownloadError(f"{_describe(repository)}: download_files removed its target "
@@ -177,6 +212,9 @@ def download(repository: Downloadable, commit: str, directory: str | os.PathLike
         if not subdir:
             check_submodules_present(staging, _describe(repository))
         apply_dockerignore(staging)
+        if mirror is not None and mirror.claimed and not mirror.spoiled and fetched is None:
+            apply_dockerignore(mirror.path)
+            mirror.complete = True
     return target
 
 
@@ -571,13 +609,17 @@ def stream_archive(open_response: Callable[[], _Response], target: Path, *, what
     from builder.code.archives import extract_tar
     from builder.code.retry import Retryable
 
+    mirror = _claim_mirror()
+
     def attempt() -> ExtractResult:
         clear_directory(target)
+        if mirror is not None:
+            clear_directory(mirror)
         response = open_response()
         reader = NetworkReader(response.iter_content(CHUNK))
         try:
             return extract_tar(reader, target, strip_components=strip_components,  # type: ignore[arg-type]
-                               subdirectory=subdirectory)
+                               subdirectory=subdirectory, mirror=mirror)
         except DownloadError as exc:
             if reader.failure is not None:
                 raise Retryable(DownloadError(

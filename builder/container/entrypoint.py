@@ -36,7 +36,9 @@ from builder.state.locks import file_lock
 from builder.state.secrets import remember
 
 if TYPE_CHECKING:
-    from builder.code.download import CachedTree
+    from collections.abc import Callable
+
+    from builder.code.download import CachedTree, Mirror
 
 DEFAULT_CODE_DIR = "/app/code"
 DEFAULT_CACHE_DIR = "/var/cache/builder"
@@ -106,13 +108,30 @@ def prepare(contract: Contract, log: Any = None) -> Path:
                 f"code dir {contract.code_dir} does not exist (bake mode, no commit given)"
             )
         return contract.code_dir
+    if not (contract.cache_dir / contract.cache_key).is_dir():
+        # A cold start: the download fills the code dir in the same pass as the cache.
+        _install(contract.code_dir, lambda target: _download_into(contract, target, log))
+        return contract.code_dir
     cached = ensure_cached(contract, log)
     install_private_copy(cached, contract.code_dir)
     return contract.code_dir
 
 
-def ensure_cached(contract: Contract, log: Any = None) -> Path:
-    """The commit's tree in the cache, downloading it once even with concurrent starters."""
+def _download_into(contract: Contract, target: Path, log: Any) -> None:
+    """Put the commit's tree in the cache and in the empty directory `target`: written from
+    the download itself when it is one archive, else copied from the cache."""
+    from builder.code.download import Mirror, clear_directory
+
+    mirror = Mirror(target)
+    cached = ensure_cached(contract, log, mirror=mirror)
+    if not mirror.complete:  # another starter downloaded it, or it was not one archive
+        clear_directory(target)
+        copy_tree(str(cached), str(target))
+
+
+def ensure_cached(contract: Contract, log: Any = None, mirror: Mirror | None = None) -> Path:
+    """The commit's tree in the cache, downloading it once even with concurrent starters.
+    A download fills `mirror` too when it can (see `builder.code.download.Mirror`)."""
     cached = contract.cache_dir / contract.cache_key
     if cached.is_dir():
         return cached
@@ -135,6 +154,7 @@ def ensure_cached(contract: Contract, log: Any = None) -> Path:
             verify=contract.verify,
             base=_newest_entry(contract),
             log=log,
+            mirror=mirror,
         )
         _remember_newest(contract)
     return cached
@@ -164,17 +184,29 @@ def _remember_newest(contract: Contract) -> None:
 
 
 def install_private_copy(source: Path, code_dir: Path) -> None:
-    """Copy the cached tree into the code dir atomically; the cache stays untouched by the run.
+    """Copy the cached tree into the code dir atomically; the cache stays untouched by the run."""
+    _install(code_dir, lambda target: copy_tree(str(source), str(target)))
+
+
+def _install(code_dir: Path, fill: Callable[[Path], None]) -> None:
+    """Have `fill` write the tree into an empty directory that becomes the code dir.
 
     A mount point (the tmpfs `builder run` gives the container) cannot be renamed over; it is
-    private to this container and empty, so the tree is copied straight into it.
+    private to this container and empty, so the tree goes straight into it, and a failure
+    leaves it empty again.
     """
     if is_empty_mount(code_dir):
-        copy_tree(str(source), str(code_dir))
+        try:
+            fill(code_dir)
+        except BaseException:
+            from builder.code.download import clear_directory
+
+            clear_directory(code_dir)
+            raise
         return
     previous = None
     with staged_directory(code_dir) as staging:
-        copy_tree(str(source), str(staging))
+        fill(staging)
         if code_dir.exists() or code_dir.is_symlink():
             previous = code_dir.with_name(f".{code_dir.name}.old-{os.getpid()}")
             try:

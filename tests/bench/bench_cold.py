@@ -31,6 +31,7 @@ from pathlib import Path
 from tests.bench.bench_start import CACHE_MOUNT, _contract
 from tests.bench.context import BUILDER_COMMAND, OWNER, BenchContext, BenchError, Project
 from tests.bench.harness import DASH, Goal, Result, Side, fmt_bytes, interleave, progress
+from tests.infra.rss import peak_rss
 
 FLOOR_GOAL = Goal("at_most", 1.3)
 FAN_OUT = 8
@@ -47,15 +48,11 @@ def _tmpfs() -> Path:
 
 
 def _measured(command: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run a command; its peak RSS in bytes (from wait4) and its stderr."""
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode(errors="replace")
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise BenchError(f"`{' '.join(command[:3])}` failed ({proc.returncode}): {err[-2000:]}")
-    return usage.ru_maxrss * 1024, err
+    """Run a command; its peak RSS in bytes (tests/infra/rss.py) and its stderr."""
+    rss, code, err = peak_rss(command, env)
+    if code != 0:
+        raise BenchError(f"`{' '.join(command[:3])}` failed ({code}): {err[-2000:]}")
+    return rss, err
 
 
 def floor_scenario(ctx: BenchContext, size: str) -> Result:
