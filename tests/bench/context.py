@@ -498,12 +498,15 @@ def standalone(
     parser.add_argument("--reps", type=int, default=5, help="counted repetitions (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="warm-up runs of each side")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and images")
+    parser.add_argument("--network", choices=NETWORKS, default="loopback",
+                        help="loopback, or wan (the default WAN profile: 40 ms, 20/100 Mbit/s)")
     args = parser.parse_args(argv)
     chosen = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in fixtures.SPECS]
     if unknown or args.reps < 1 or args.warmup < 0:
         parser.error(f"--sizes takes {', '.join(fixtures.SPECS)}; --reps >= 1, --warmup >= 0")
-    with BenchContext(reps=args.reps, warmup=args.warmup, keep=args.keep) as ctx:
+    with BenchContext(reps=args.reps, warmup=args.warmup, keep=args.keep,
+                      network=args.network) as ctx:
         results = run(ctx, chosen)
     print(markdown_table(results))
     return 0
