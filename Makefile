@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup engine parent-image registry infra test test-unit lint bench demo clean
+.PHONY: setup engine parent-image registry infra test test-unit test-lowest lint bench demo clean
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,21 @@ test: setup infra
 test-unit: setup
 	$(PY) -m pytest tests/unit
 
+# The lowest versions pyproject.toml allows for builder's own dependencies (uv's lowest-direct
+# resolution, in a venv of its own), against the unit, download and status tests: a declared
+# minimum that does not work fails here. CI runs it after `make test`.
+LOWEST_VENV ?= .venv-lowest
+LOWEST_TESTS := tests/unit --ignore=tests/unit/targets tests/integration/repositories \
+	tests/integration/code tests/integration/decide tests/integration/container
+test-lowest: setup
+	rm -rf $(LOWEST_VENV)
+	$(VENV)/bin/uv venv --quiet --python $(PY) $(LOWEST_VENV)
+	UV_NATIVE_TLS=1 $(VENV)/bin/uv pip install --quiet --python $(LOWEST_VENV)/bin/python \
+		--resolution lowest-direct -e '.[all]' 'pytest>=8' 'pytest-timeout>=2.2'
+	$(VENV)/bin/uv pip list --python $(LOWEST_VENV)/bin/python | grep -iE \
+		'^(pygithub|python-gitlab|requests|urllib3|typer|click|rich|pyyaml|platformdirs|docker|jinja2) '
+	$(LOWEST_VENV)/bin/python -m pytest -p no:cacheprovider -q $(LOWEST_TESTS)
+
 lint: setup
 	$(VENV)/bin/ruff check builder tests
 	$(VENV)/bin/mypy
@@ -54,4 +69,4 @@ demo: setup infra
 	$(PY) -m tests.demo
 
 clean:
-	rm -rf dist build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf dist build .pytest_cache .mypy_cache .ruff_cache $(LOWEST_VENV)

@@ -12,6 +12,8 @@ def main(argv: list[str] | None = None) -> None:
         _entrypoint_fast_path(args)
     if args[:1] == ["status"]:
         _status_fast_path(args)
+    if args[:2] == ["runs", "list"]:
+        _runs_list_fast_path(args[2:])
     import click
 
     from builder.cli.app import app
@@ -89,6 +91,39 @@ def _status_fast_path(args: list[str]) -> None:
     sys.exit(0)
 
 
+def _runs_list_fast_path(options: list[str]) -> None:
+    """`builder runs list [PATH] [--limit N] [--json]` skips the CLI framework too; anything
+    else (--help, a bad --limit, two paths) goes on to typer, which says what is wrong."""
+    paths: list[str] = []
+    limit: int | None = None
+    json_output = False
+    index = 0
+    while index < len(options):
+        arg = options[index]
+        if arg == "--json":
+            json_output = True
+        elif arg == "--limit" and index + 1 < len(options) and options[index + 1].isdigit():
+            index += 1
+            limit = int(options[index])
+        elif arg.startswith("-"):
+            return
+        else:
+            paths.append(arg)
+        index += 1
+    if len(paths) > 1:
+        return
+    try:
+        from pathlib import Path
+
+        from builder.cli.runs_report import DEFAULT_LIMIT, show_runs
+
+        show_runs(Path(paths[0]) if paths else None,
+                  DEFAULT_LIMIT if limit is None else limit, json_output)
+    except BaseException as exc:  # every failure becomes one line
+        _fail(exc)
+    sys.exit(0)
+
+
 def _warn(line: str) -> None:
     from builder.cli.output import warn
 
@@ -118,8 +153,9 @@ def _fail(exc: BaseException) -> None:
 
 
 def _split_command(args: list[str]) -> tuple[list[str], list[str] | None]:
-    """`builder run [PATH] [opts] -- CMD ...`: what follows the first `--` is the command."""
-    if args[:1] == ["run"] and "--" in args:
+    """`builder run [PATH] [opts] -- CMD ...` and `builder runs rerun ID -- CMD ...`: what
+    follows the first `--` is the command."""
+    if (args[:1] == ["run"] or args[:2] == ["runs", "rerun"]) and "--" in args:
         index = args.index("--")
         return args[:index], args[index + 1 :]
     return args, None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from builder.cli import build, code_repository, entrypoint, run, secret, status
+from builder.cli import build, code_repository, entrypoint, run, runs, secret, status
 
 app = typer.Typer(
     name="builder",
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 app.add_typer(code_repository.app, name="code-repository")
 app.add_typer(secret.app, name="secret")
+app.add_typer(runs.app, name="runs")
 app.command("status")(status.status)
 app.command("build")(build.build)
 app.command("run")(run.run)

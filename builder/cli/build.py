@@ -27,14 +27,28 @@ def build(
 ) -> None:
     """Find or build the image to run: the base image (reuse) or a baked code image."""
     from builder.cli.ci_outputs import publish
+    from builder.decide.planning import check_project
     from builder.images.build import build_project
+    from builder.images.engine import Engine
+    from builder.runs.recording import recorded
+    from builder.state.settings import load_settings
+    from builder.state.store import Store
 
-    try:
-        result = build_project(path, push=push, no_reuse=no_reuse, warn=warn)
-    except BuildError as exc:
-        # Keep the failing step's output lines readable (the generic handler joins lines).
-        message(f"builder: error: {exc}")
-        raise typer.Exit(exc.exit_code) from None
+    check_project(load_settings(path))  # bad input is exit 2 before any engine or record
+    store = Store.default()
+    with recorded(store.home, kind="build", path=path) as recording:
+        engine = Engine.connect()
+        try:
+            result = build_project(path, push=push, no_reuse=no_reuse, store=store,
+                                   engine=engine, warn=warn)
+            recording.built(result, engine)
+        except BuildError as exc:
+            # Keep the failing step's output lines readable (the generic handler joins lines).
+            message(f"builder: error: {exc}")
+            recording.fail(exc)
+            raise typer.Exit(exc.exit_code) from None
+        finally:
+            engine.close()
     data = result.to_json()
     written = publish(data, result.repository_spec, dotenv=dotenv)
     if written:

@@ -14,6 +14,13 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def emit_json_lines(items: list[Any]) -> None:
+    """A JSON array with one compact item per line: quick to write and to read for long lists."""
+    body = ",\n".join(json.dumps(item, sort_keys=False) for item in items)
+    sys.stdout.write(redact(f"[\n{body}\n]" if items else "[]") + "\n")
+    sys.stdout.flush()
+
+
 def emit(text: str = "") -> None:
     sys.stdout.write(redact(text) + "\n")
     sys.stdout.flush()

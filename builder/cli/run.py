@@ -60,26 +60,44 @@ def run(
         )
         raise typer.Exit(_run_on_target(path, target, emit, include_secret, no_reuse, options,
                                         node_cache))
+    from dataclasses import replace
+
+    from builder.decide.planning import check_project
     from builder.images.engine import Engine
+    from builder.runs.recording import recorded
+    from builder.state.settings import load_settings
     from builder.state.store import Store
     from builder.targets.local import RunOptions, build_for_run, run_container, token_file
 
+    check_project(load_settings(path))  # bad input first: exit 2, no engine, no record
     store = Store.default()
     command = (ctx.obj or {}).get("command") or []
     options = RunOptions(
         command=tuple(command), network=network, environment=tuple(env), volumes=tuple(volume)
     )
-    engine = Engine.connect()
-    try:
-        _, spec = build_for_run(path, options, push=push, no_reuse=no_reuse, store=store,
-                                engine=engine, warn=warn, message=message, environ=os.environ)
-        with token_file(spec.token, store.home / "run") as token_path:
-            code = run_container(
-                engine.client, spec, token_path, log=lambda line: message(f"builder: {line}")
-            )
-    finally:
-        engine.close()
+    with recorded(store.home, kind="run", target="local", path=path, command=command,
+                  env_names=_names(env)) as recording:
+        engine = Engine.connect()
+        try:
+            result, spec = build_for_run(path, options, push=push, no_reuse=no_reuse,
+                                         store=store, engine=engine, warn=warn, message=message,
+                                         environ=os.environ)
+            recording.built(result, engine, spec)
+            message(f"builder: run {recording.record.short_id}")
+            with token_file(spec.token, store.home / "run") as token_path:
+                code = run_container(
+                    engine.client, replace(spec, labels=recording.labels()), token_path,
+                    log=lambda line: message(f"builder: {line}"),
+                )
+            recording.finish(code)
+        finally:
+            engine.close()
     raise typer.Exit(code)
+
+
+def _names(env: list[str]) -> list[str]:
+    """The names of `-e K=V` / `-e K`: a record keeps names, never values."""
+    return [item.partition("=")[0] for item in env]
 
 
 def _run_on_target(
@@ -93,9 +111,12 @@ def _run_on_target(
 ) -> int:
     """--target swarm: run as a service, return its task's code; kubernetes: print manifests."""
     import sys
+    from dataclasses import replace
 
+    from builder.decide.planning import check_project
     from builder.errors import UsageError
     from builder.images.engine import Engine
+    from builder.runs.recording import recorded
     from builder.state.settings import load_settings
     from builder.state.store import Store
     from builder.targets import check_options, prepare, require_registry
@@ -109,26 +130,35 @@ def _run_on_target(
         kubernetes.check_options(options)
         if node_cache is not None:
             node_cache = kubernetes.node_cache_path(node_cache)
+        check_project(load_settings(path))
     else:
-        require_registry(load_settings(path), target)  # bad input first: exit 2, no engine
+        require_registry(check_project(load_settings(path)), target)  # bad input first: exit 2
     store = Store.default()
-    engine = Engine.connect()
-    try:
-        if target == "swarm":
-            from builder.targets import swarm
+    with recorded(store.home, kind="run", target=target, path=path, command=options.command,
+                  env_names=_names(list(options.environment))) as recording:
+        engine = Engine.connect()
+        try:
+            if target == "swarm":
+                from builder.targets import swarm
 
-            swarm.require_manager(engine.client)
-        workload = prepare(
-            path, target, options, no_reuse=no_reuse, store=store, engine=engine,
-            registry_required=target == "swarm", message=message, warn=warn,
-            environ=os.environ,
-        )
-        if target == "swarm":
-            return swarm.run_service(
-                engine.client, workload, log=lambda line: message(f"builder: {line}")
+                swarm.require_manager(engine.client)
+            workload = prepare(
+                path, target, options, no_reuse=no_reuse, store=store, engine=engine,
+                registry_required=target == "swarm", message=message, warn=warn,
+                environ=os.environ,
+                on_built=lambda result, spec: recording.built(result, engine, spec),
             )
-        kubernetes.emit(workload, include_secret=include_secret, out=sys.stdout, message=message,
-                        node_cache=node_cache)
-        return 0
-    finally:
-        engine.close()
+            workload = replace(workload, run_id=recording.id)
+            message(f"builder: run {recording.record.short_id}")
+            if target == "swarm":
+                code = swarm.run_service(
+                    engine.client, workload, log=lambda line: message(f"builder: {line}")
+                )
+                recording.finish(code)
+                return code
+            kubernetes.emit(workload, include_secret=include_secret, out=sys.stdout,
+                            message=message, node_cache=node_cache)
+            recording.emitted()
+            return 0
+        finally:
+            engine.close()

@@ -18,7 +18,8 @@ def show_status(
     project = plan_project(path, warn=warn, gathering=gathering)
     plan = project.plan
     if json_output:
-        emit_json(plan_json(plan, seconds=time.perf_counter() - started))
+        emit_json(plan_json(plan, seconds=time.perf_counter() - started,
+                            dependencies=project.dependencies))
         return
     repository = plan.code_repository or "(none)"
     chosen = project.facts.chosen
@@ -30,6 +31,8 @@ def show_status(
         ("commit", plan.commit or "(none)"),
         ("subdirectory", plan.subdirectory or "(root)"),
     ]
+    if project.dependencies is not None:
+        rows.append(("dependencies", project.dependencies.describe()))
     for index, reason in enumerate(plan.reasons):
         rows.append(("reasons" if index == 0 else "", f"- {reason}"))
     if plan.dirty_files:

@@ -297,10 +297,13 @@ def _same_path(a: Path, b: Path) -> bool:
 # ---------------------------------------------------------------------------- verification
 
 
-def verify_tree(root: Path, expected: Mapping[str, tuple[str, str]], *, what: str) -> None:
+def verify_tree(root: Path, expected: Mapping[str, tuple[str, str]], *, what: str,
+                blob: Callable[[str], bytes] | None = None) -> None:
     """Raise `IntegrityError` unless the files below `root` are exactly `expected`.
 
     Files below a gitlink (a submodule's own files) are not in the listing and not compared.
+    With `blob` (blob id -> its first bytes), a file whose listed blob is a Git LFS pointer may
+    hold the content the pointer names instead (see `builder.code.lfs`).
     """
     from builder.code.gitobjects import tree_listing_matches
 
@@ -308,6 +311,8 @@ def verify_tree(root: Path, expected: Mapping[str, tuple[str, str]], *, what: st
     differences = [
         line for line in tree_listing_matches(root, dict(expected))
         if not (line.startswith("extra: ") and _below_any(line[len("extra: "):], gitlinks))
+        and not (blob is not None and line.startswith("content: ")
+                 and _lfs_content(root, line[len("content: "):], expected, blob))
     ]
     if differences:
         shown = "; ".join(differences[:5])
@@ -315,6 +320,14 @@ def verify_tree(root: Path, expected: Mapping[str, tuple[str, str]], *, what: st
         raise IntegrityError(redact(
             f"{what}: the downloaded tree does not match the commit: {shown}{more}"
         ))
+
+
+def _lfs_content(root: Path, path: str, expected: Mapping[str, tuple[str, str]],
+                 blob: Callable[[str], bytes]) -> bool:
+    from builder.code.lfs import content_matches, parse_pointer
+
+    pointer = parse_pointer(blob(expected[path][1]))
+    return pointer is not None and content_matches(root / path, pointer)
 
 
 def _below_any(path: str, prefixes: Iterable[str]) -> bool:
@@ -545,10 +558,11 @@ class NetworkReader:
     can retry. The failure text holds no URL (URLs can carry one-off download tokens).
     """
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
+    def __init__(self, chunks: Iterator[bytes], expected: int | None = None) -> None:
         self._chunks = chunks
         self._buffer = b""
         self._done = False
+        self._expected = expected  # Content-Length, when the body is not content-encoded
         self.failure: str | None = None
         self.received = 0
 
@@ -558,6 +572,11 @@ class NetworkReader:
                 chunk = next(self._chunks)
             except StopIteration:
                 self._done = True
+                if self._expected is not None and self.received < self._expected:
+                    # urllib3 1.x ends a body that is cut short without an error.
+                    self.failure = "connection broken"
+                    raise OSError(f"the body ended after {self.received} of "
+                                  f"{self._expected} bytes") from None
                 break
             except Exception as exc:
                 self._done = True
@@ -616,7 +635,7 @@ def stream_archive(open_response: Callable[[], _Response], target: Path, *, what
         if mirror is not None:
             clear_directory(mirror)
         response = open_response()
-        reader = NetworkReader(response.iter_content(CHUNK))
+        reader = NetworkReader(response.iter_content(CHUNK), expected_length(response))
         try:
             return extract_tar(reader, target, strip_components=strip_components,  # type: ignore[arg-type]
                                subdirectory=subdirectory, mirror=mirror)
@@ -636,6 +655,15 @@ def stream_archive(open_response: Callable[[], _Response], target: Path, *, what
                 response.close()
 
     return policy.run(attempt)
+
+
+def expected_length(response: Any) -> int | None:
+    """The body's Content-Length, when it counts the bytes `iter_content` yields."""
+    headers = getattr(response, "headers", None) or {}
+    length = str(headers.get("Content-Length", "")).strip()
+    if not length.isdigit() or headers.get("Content-Encoding", "identity") != "identity":
+        return None
+    return int(length)
 
 
 def clear_directory(folder: Path) -> None:

@@ -113,15 +113,20 @@ def build_updated_tree(cached: Path, target: Path, plan: UpdatePlan, fetch: Fetc
 
 
 def write_update(directory: str | os.PathLike[str], cached: Path, plan: UpdatePlan,
-                 fetch: Fetch, *, what: str, expected: Callable[[], Listing] | None) -> int:
+                 fetch: Fetch, *, what: str, expected: Callable[[], Listing] | None,
+                 blob: Callable[[str], bytes] | None = None) -> int:
     """Write the updated tree into `directory` atomically; with `expected` (the commit's
-    listing), verify it as a full download would. Returns how many files were fetched."""
+    listing), verify it as a full download would (`blob` reads Git LFS pointers, see
+    `verify_tree`). Returns how many files were fetched.
+
+    `fetch` should refuse a Git LFS pointer: whether the archive holds a pointer or the content
+    is the server's choice, so an update that fetched one could differ from a full download."""
     from builder.code.download import fetch_atomically, verify_tree
 
     def write(target: Path) -> None:
         build_updated_tree(cached, target, plan, fetch, what=what)
         if expected is not None:
-            verify_tree(target, expected(), what=what)
+            verify_tree(target, expected(), what=what, blob=blob)
 
     fetch_atomically(directory, write)
     return len(plan.fetch)

@@ -10,6 +10,8 @@ works the same inside a container, in CI, and in tests:
 - BUILDER_TOKEN_FILE      a file holding the token (or BUILDER_TOKEN, if the user asks for it)
 - BUILDER_CACHE_DIR       the download cache (a volume when one is mounted)
 - BUILDER_VERIFY_DOWNLOAD "1" to compare the download with the commit's tree listing
+- BUILDER_PROJECT_DIR     set by the base image when it installs the project: where the
+                          project's install is written after the download (reuse mode)
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Contract:
     cache_dir: Path
     token: str | None
     verify: bool
+    project_dir: Path | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Contract:
@@ -83,6 +86,8 @@ class Contract:
             cache_dir=Path(environ.get("BUILDER_CACHE_DIR") or _default_cache_dir()),
             token=_read_token(environ) if commit else None,
             verify=environ.get("BUILDER_VERIFY_DOWNLOAD", "") in ("1", "true", "yes"),
+            project_dir=Path(environ["BUILDER_PROJECT_DIR"])
+            if environ.get("BUILDER_PROJECT_DIR") else None,
         )
 
     @property
@@ -108,13 +113,38 @@ def prepare(contract: Contract, log: Any = None) -> Path:
                 f"code dir {contract.code_dir} does not exist (bake mode, no commit given)"
             )
         return contract.code_dir
-    if not (contract.cache_dir / contract.cache_key).is_dir():
+    cached = contract.cache_dir / contract.cache_key
+    if not cached.is_dir():
         # A cold start: the download fills the code dir in the same pass as the cache.
         _install(contract.code_dir, lambda target: _download_into(contract, target, log))
-        return contract.code_dir
-    cached = ensure_cached(contract, log)
-    install_private_copy(cached, contract.code_dir)
+    else:
+        install_private_copy(ensure_cached(contract, log), contract.code_dir)
+    if contract.project_dir is not None:
+        install_project(cached, contract.code_dir, contract.project_dir)
     return contract.code_dir
+
+
+def install_project(cached: Path, code_dir: Path, project_dir: Path) -> None:
+    """Write the project's install for the code in code_dir (README "Project formats").
+
+    What pyproject.toml says is kept beside the cached tree, so a warm start needs no TOML."""
+    from builder.project import install
+
+    known, project = install.read_sidecar(str(cached))
+    if not known:
+        from builder.project.metadata import describe
+        from builder.state.atomic import atomic_write_text
+
+        project = describe(code_dir)
+        with contextlib.suppress(OSError):
+            atomic_write_text(Path(install.sidecar_path(str(cached))),
+                              install.sidecar_text(project))
+    if project is not None:
+        try:
+            install.write(project, str(code_dir), str(project_dir))
+        except OSError as exc:
+            raise BuilderError(f"cannot write the project's install into {project_dir}: "
+                               f"{exc.strerror or exc}") from None
 
 
 def _download_into(contract: Contract, target: Path, log: Any) -> None:

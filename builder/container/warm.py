@@ -61,11 +61,28 @@ def warm_start(command: Sequence[str], environ: Mapping[str, str]) -> None:
     cached = os.path.join(cache_dir, cache_key(repository, commit, subdirectory))
     if not os.path.isdir(cached) or not is_empty_mount(code_dir):
         return
+    project_dir = environ.get("BUILDER_PROJECT_DIR", "")
+    project = None
+    if project_dir:
+        from builder.project.install import read_sidecar
+
+        known, project = read_sidecar(cached)
+        if not known:  # the tree was never described: the entrypoint does it
+            return
     try:
         copy_tree(cached, code_dir)
     except OSError as exc:
         reason = exc.strerror or exc
         raise _error(f"cannot copy the cached code into {code_dir}: {reason}") from None
+    if project is not None:
+        from builder.project.install import write
+
+        try:
+            write(project, code_dir, project_dir)
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise _error(f"cannot write the project's install into {project_dir}: {reason}") \
+                from None
     exec_command(command, code_dir, environ)
 
 

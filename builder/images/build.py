@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from builder.decide.planning import ProjectPlan, plan_json, plan_project
+from builder.decide.planning import (
+    ProjectPlan,
+    describe_project,
+    plan_json,
+    plan_project,
+    project_json,
+)
 from builder.errors import UsageError
 from builder.images import names
 from builder.images.checksum import code_key
@@ -46,6 +52,7 @@ class BuildResult:
     seconds: float = 0.0
     content_hash: str | None = None
     repository_spec: dict[str, Any] | None = None
+    installed: dict[str, Any] | None = None  # the project installed beside the code
     sources: dict[str, Source] = field(default_factory=dict)
 
     @property
@@ -61,9 +68,11 @@ class BuildResult:
         return lines + [f"builder:   - {reason}" for reason in self.project.plan.reasons]
 
     def to_json(self) -> dict[str, Any]:
-        return plan_json(self.project.plan, checksum=self.checksum, base_image=self.base_image,
-                         image=self.image, built=self.built, pushed=self.pushed,
-                         seconds=self.seconds)
+        return {**plan_json(self.project.plan, checksum=self.checksum,
+                            base_image=self.base_image, image=self.image, built=self.built,
+                            pushed=self.pushed, seconds=self.seconds,
+                            dependencies=self.project.dependencies),
+                "project": project_json(self.installed)}
 
 
 def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = False,
@@ -75,6 +84,7 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
     progress = progress or default_progress()
     project = plan_project(path, no_reuse=no_reuse, store=store, warn=warn)
     settings = project.settings
+    installed = describe_project(settings)  # a project that cannot be installed fails here
     registry = names.registry_for(settings)
     if push and not registry:
         raise UsageError(f"--push needs a registry: set `registry:` in {settings.file} "
@@ -84,13 +94,16 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
     try:
         parent = resolve_parent(engine, settings.parent_image, store.home,
                                 settings_file=settings.file, log=progress.note)
-        recipe = gather_base(settings, parent, _repositories(project, store))
+        if project.dependencies is not None:
+            progress.note(f"dependencies: {project.dependencies.describe()}")
+        recipe = gather_base(settings, parent, _repositories(project, store),
+                             source=project.dependencies, cache=store.home / "cache" / "uv-export")
         base = names.base_ref(settings.name, registry, recipe.checksum)
         builds = _Builds(engine, store.home, registry, progress)
         labels = _labels(project, recipe.checksum)
         builds.ensure(base, "base image", lambda: _build_base(engine, recipe, base, store.home,
                                                               labels, progress))
-        result = BuildResult(project, recipe.checksum, base, base)
+        result = BuildResult(project, recipe.checksum, base, base, installed=installed)
         if project.plan.mode == "bake":
             from builder.code.files import file_set
 
@@ -113,6 +126,10 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
                     else:
                         context.add_file(name, files.root / entry.path,
                                          executable=entry.kind == "exec", digest=entry.digest)
+                if recipe.project_dir and installed is not None \
+                        and any(entry.path == "pyproject.toml" for entry in files.entries):
+                    _add_project_install(context, installed, settings.code_dir,
+                                         recipe.project_dir)
                 _build(engine, context, code, progress,
                        f"baking {len(files.entries)} files into {code}", nocache=no_reuse)
 
@@ -131,6 +148,16 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
             engine.close()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _add_project_install(context: ContextBuilder, info: dict[str, Any], code_dir: str,
+                         project_dir: str) -> None:
+    """The project's install in the code layer, as the entrypoint writes it in reuse mode."""
+    from builder.project.install import render
+
+    target = context.add_rooted("code", project_dir)
+    for relative, data, mode in render(info, code_dir, project_dir):
+        context.add_bytes(f"{target}/{relative}", data, mode)
 
 
 def _repositories(project: ProjectPlan, store: Store) -> dict[str, tuple[str, BaseCodeRepository]]:

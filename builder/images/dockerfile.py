@@ -24,6 +24,7 @@ CODE_TEMPLATE = "code.Dockerfile.j2"
 BUILDER_HOME = "/opt/builder"
 WHEELHOUSE_DIR = "/opt/builder-wheelhouse"
 REQUIREMENTS_DIR = "/opt/builder-requirements"
+PROJECT_HOOK_DIR = "/opt/builder-project-hook"
 
 
 def templates_dir() -> Path:
@@ -46,6 +47,7 @@ class BaseTemplateData:
     custom_module: bool
     environment: tuple[tuple[str, str], ...]
     code_dir: str
+    project_dir: str = ""  # where the project's install lives; "" when it is not installed
 
 
 def render_base(data: BaseTemplateData) -> str:
@@ -58,6 +60,8 @@ def render_base(data: BaseTemplateData) -> str:
         custom_module=data.custom_module,
         environment=sorted(dict(data.environment).items()),
         code_dir=data.code_dir,
+        project_dir=data.project_dir,
+        project_hook_dir=PROJECT_HOOK_DIR,
         builder_home=BUILDER_HOME,
         wheelhouse_dir=WHEELHOUSE_DIR,
         requirements_dir=REQUIREMENTS_DIR,

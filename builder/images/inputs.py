@@ -1,8 +1,10 @@
 """Gather the base image's inputs: requirements, repository runtime needs, the template.
 
-Requirement files go into the build context under names derived from their content, and
-`-r`/`-c` references between them are rewritten to those names, so the checksum depends on
-what the files say and not on what they are called or where the project lives.
+The dependencies come from where the project declares them (`builder.project`): a lock or
+pyproject.toml gives one requirement file that builder makes (the resolved set). Requirement
+files go into the build context under names derived from their content, and `-r`/`-c`
+references between them are rewritten to those names, so the checksum depends on what the
+files say and not on what they are called or where the project lives.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from builder.images.checksum import BaseInputs, checksum
 from builder.images.context import ContextBuilder
 from builder.images.dockerfile import (
     BUILDER_HOME,
+    PROJECT_HOOK_DIR,
     REQUIREMENTS_DIR,
     WHEELHOUSE_DIR,
     BaseTemplateData,
@@ -26,6 +29,9 @@ from builder.images.dockerfile import (
     with_labels,
 )
 from builder.images.parent import Parent
+from builder.project import install
+from builder.project.resolve import ResolvedSet, marker_environment, resolve
+from builder.project.sources import DependencySource, detect_source
 from builder.repositories.base import BaseCodeRepository
 from builder.state.settings import Settings
 
@@ -85,6 +91,8 @@ class BaseRecipe:
     requirements: tuple[RequirementFile, ...]
     needs: RuntimeNeeds
     checksum: str
+    dependencies: ResolvedSet | None = None
+    project_dir: str = ""  # where the project's install lives in the image; "" for none
 
     def context(self, wheels: Path, labels: dict[str, str]) -> ContextBuilder:
         context = ContextBuilder()
@@ -93,6 +101,10 @@ class BaseRecipe:
             target = context.add_rooted("requirements", REQUIREMENTS_DIR)
             for requirement in self.requirements:
                 context.add_bytes(f"{target}/{requirement.name}", requirement.data)
+        if self.project_dir:
+            target = context.add_rooted("project-hook", PROJECT_HOOK_DIR)
+            context.add_bytes(f"{target}/{install.HOOK_MODULE}.py",
+                              install.hook_source(self.project_dir).encode("utf-8"))
         target = context.add_rooted("wheelhouse", WHEELHOUSE_DIR)
         for wheel in sorted(wheels.glob("*.whl")):
             context.add_file(f"{target}/{wheel.name}", wheel)
@@ -105,19 +117,40 @@ class BaseRecipe:
 
 
 def gather_base(settings: Settings, parent: Parent,
-                repositories: dict[str, tuple[str, BaseCodeRepository]]) -> BaseRecipe:
-    """The base recipe; repositories maps name -> (registered type, repository object)."""
-    requirements = collect_requirements(settings)
+                repositories: dict[str, tuple[str, BaseCodeRepository]], *,
+                source: DependencySource | None = None,
+                cache: Path | None = None) -> BaseRecipe:
+    """The base recipe; repositories maps name -> (registered type, repository object).
+
+    `source` is where the dependencies come from (detected when not given); `cache` is
+    where uv's exports are remembered."""
+    source = source or detect_source(settings)
+    target = parent.target
+    resolved = resolve(settings.project_dir, source,
+                       marker_environment(target.implementation, target.version,
+                                          target.machine, target.system), cache)
+    top = {(settings.project_dir / name).resolve() for name in source.requirement_files}
+    if source.requirement_files:
+        requirements = collect_requirements(settings, source.requirement_files)
+    elif resolved.lines:
+        text = resolved.text.encode("utf-8")
+        generated = RequirementFile(hashlib.sha256(text).hexdigest()[:NAME_DIGITS] + ".txt",
+                                    text, settings.project_dir / source.files[-1])
+        requirements, top = [generated], {generated.source}
+    else:
+        requirements = []
+    project_dir = install.project_dir_for(settings.code_dir) if settings.install_project else ""
     needs = runtime_needs(repositories)
     data = BaseTemplateData(
         parent_id=parent.id,
         apt_packages=tuple(sorted(set(settings.apt_packages) | set(needs.apt))),
-        requirements=tuple(sorted({r.name for r in requirements if r.source in _top(settings)})),
+        requirements=tuple(sorted({r.name for r in requirements if r.source in top})),
         builder_requirement=wheelhouse.requirement(needs.extras),
         extra_requirements=needs.pip,
         custom_module=bool(needs.custom_modules),
         environment=tuple(sorted(settings.environment.items())),
         code_dir=settings.code_dir,
+        project_dir=project_dir,
     )
     dockerfile = render_base(data)
     inputs = BaseInputs(
@@ -132,20 +165,22 @@ def gather_base(settings: Settings, parent: Parent,
         custom_sources=tuple(m.digest for m in needs.custom_modules),
         runtime_needs=needs.describe(),
     )
-    return BaseRecipe(parent, inputs, dockerfile, tuple(requirements), needs, checksum(inputs))
+    return BaseRecipe(parent, inputs, dockerfile, tuple(requirements), needs, checksum(inputs),
+                      resolved, project_dir)
 
 
-def _top(settings: Settings) -> set[Path]:
-    return {p.resolve() for p in settings.requirement_paths()}
+def collect_requirements(settings: Settings,
+                         names: tuple[str, ...] | None = None) -> list[RequirementFile]:
+    """Every requirement file, including those referenced with -r/-c, content-addressed.
 
-
-def collect_requirements(settings: Settings) -> list[RequirementFile]:
-    """Every requirement file, including those referenced with -r/-c, content-addressed."""
+    `names` are the top files, relative to the project (default: `requirements:`)."""
     done: dict[Path, RequirementFile] = {}
-    for index, path in enumerate(settings.requirement_paths()):
+    names = settings.requirements if names is None else names
+    for name in names:
+        path = settings.project_dir / name
         if not path.is_file():
             raise SettingsError(
-                f"{settings.file}: key 'requirements': file {settings.requirements[index]!r} "
+                f"{settings.file}: key 'requirements': file {name!r} "
                 f"not found in {settings.project_dir}"
             )
         _requirement_file(path.resolve(), settings, done, ())

@@ -40,7 +40,11 @@ def code_ref(name: str, registry: str | None, key: str) -> str:
 
 
 def split_ref(ref: str) -> tuple[str, str]:
-    """`host:5000/name:tag` -> (`host:5000/name`, `tag`)."""
+    """`host:5000/name:tag` -> (`host:5000/name`, `tag`); `name@sha256:...` -> (`name`,
+    `sha256:...`), which the engine's pull takes as the tag."""
+    if "@" in ref:
+        name, _, digest = ref.partition("@")
+        return split_ref(name)[0], digest
     repo, sep, tag = ref.rpartition(":")
     if not sep or "/" in tag:
         return ref, "latest"

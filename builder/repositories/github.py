@@ -16,9 +16,16 @@ _HOST_ALIASES = {"github.com": frozenset({"ssh.github.com"})}
 
 
 def default_api_url(url: str) -> str:
-    host, _, _ = parse_web_url(url)
+    """github.com's API host; GHE.com's `api.` host (data residency: "https://api.SUBDOMAIN.
+    ghe.com", docs.github.com/enterprise-cloud@latest/admin/data-residency); else GitHub
+    Enterprise Server's `/api/v3` below the web URL."""
+    host, port, _ = parse_web_url(url)
     if host in ("github.com", "www.github.com"):
         return PUBLIC_API_URL
+    if host.endswith(".ghe.com") and not host.startswith("api."):
+        scheme = url.split("://", 1)[0].lower()
+        default = {"https": 443, "http": 80}.get(scheme)
+        return f"{scheme}://api.{host}" + ("" if port == default else f":{port}")
     return url.rstrip("/") + "/api/v3"
 
 

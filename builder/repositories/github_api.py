@@ -10,16 +10,27 @@ request), and an archive that holds submodule placeholders (empty directories) l
 gitlinks and `.gitmodules` (two requests) and downloads each submodule that lives on the same
 server the same way, at its pinned commit.
 
+Rate limits (docs.github.com/rest/using-the-rest-api/troubleshooting-the-rest-api): a
+`retry-after` is waited out; a primary limit (`x-ratelimit-remaining: 0`) is waited out until
+`x-ratelimit-reset` when that is within `BUILDER_RETRY_MAX_WAIT`, else it fails at once saying
+when it resets; a secondary limit without `retry-after` waits at least a minute, doubling on
+each repeat, as GitHub asks. A recursive tree listing that GitHub truncates (100,000 entries
+or 7 MB) is completed subtree by subtree, only below the subdirectory that is wanted.
+
 PyGithub is imported lazily and built with its throttle off (`seconds_between_requests=0`)
-and its own retries off: the shared `RetryPolicy` retries, bounded, and honours Retry-After
-and X-RateLimit-Reset up to a cap.
+and its own retries off: the shared `RetryPolicy` retries. Features newer than the oldest
+PyGithub builder supports (client-wide laziness, 2.6; compare's page size, 2.9) are used only
+where the installed version has them.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -38,8 +49,15 @@ from builder.code.download import (
     verify_tree,
     wants_verify,
 )
-from builder.code.retry import Retryable, RetryPolicy, check_status
-from builder.errors import AuthenticationError, DownloadError, NotFoundError
+from builder.code.lfs import MAX_POINTER_BYTES, parse_pointer
+from builder.code.retry import (
+    Retryable,
+    RetryPolicy,
+    check_status,
+    lower_headers,
+    retry_after,
+)
+from builder.errors import AuthenticationError, DownloadError, NotFoundError, RateLimitError
 from builder.repositories.urls import path_on_server
 from builder.state.secrets import redact
 
@@ -66,6 +84,9 @@ class GitHubProject(Protocol):
 T = TypeVar("T")
 API_VERSION = "2022-11-28"
 CONNECT_TIMEOUT = 10.0
+#: GitHub: "wait for at least one minute before retrying" a secondary limit that names no wait.
+SECONDARY_WAIT = 60.0
+Entries = list[tuple[str, str, str]]
 
 
 # ---------------------------------------------------------------------------- public API
@@ -73,8 +94,7 @@ CONNECT_TIMEOUT = 10.0
 
 def login(repo: GitHubProject, policy: RetryPolicy | None = None) -> None:
     """Check the token (or anonymous access) against the configured API URL: one request."""
-    client = _client(repo, lazy=False)
-    _call(repo, lambda: client.get_repo(repo.full_name), policy, what=_what(repo))
+    _call(repo, lambda: _project(repo, lazy=False), policy, what=_what(repo))
 
 
 def download_files(repo: GitHubProject, commit: str, directory: str | os.PathLike[str],
@@ -103,11 +123,13 @@ def update_files(repo: GitHubProject, base_commit: str, base_directory: str,
     # One try per request: on any failure the caller downloads the archive, with retries.
     policy = (policy or RetryPolicy.from_environment()).single_try()
     # A client per thread (PyGithub's is not thread-safe): its connection serves the thread's
-    # requests one after another.
-    projects = PerThread(lambda: _client(repo, lazy=True).get_repo(repo.full_name))
+    # requests one after another. The two listings go out at once.
+    projects = PerThread(lambda: _project(repo, lazy=True))
+    # A truncated listing declines the update: the archive is two requests, a walk is more.
+    sizes: dict[str, int] = {}
     old, new = (relative_listing(entries, subdir) for entries in run_all([
-        lambda: _tree_entries(repo, base, policy, projects.get()),
-        lambda: _tree_entries(repo, sha, policy, projects.get()),
+        lambda: _tree_entries(repo, base, policy, projects.get(), walk=False),
+        lambda: _tree_entries(repo, sha, policy, projects.get(), walk=False, sizes=sizes),
     ]))
     plan = plan_update(old, new)
     if plan is None:
@@ -117,10 +139,17 @@ def update_files(repo: GitHubProject, base_commit: str, base_directory: str,
 
     def blob(path: str) -> tuple[bytes, str]:
         blob_id = new[path][1]
-        return _blob(repo, projects.get(), blob_id, policy, what=what), blob_id
+        data = _blob(repo, projects.get(), blob_id, policy, what=what)
+        if parse_pointer(data) is not None:
+            # Whether the archive holds this file's pointer or its content is the
+            # repository's setting: the archive decides, so that a commit's tree never
+            # depends on what was cached.
+            raise DownloadError(f"{what}: {path} is a Git LFS file")
+        return data, blob_id
 
     return write_update(directory, Path(base_directory), plan, blob, what=what,
-                        expected=(lambda: new) if verify else None)
+                        expected=(lambda: new) if verify else None,
+                        blob=_pointer_reader(repo, projects.get(), policy, what, sizes))
 
 
 def tree_listing(repo: GitHubProject, commit: str, subdirectory: str | None,
@@ -128,8 +157,8 @@ def tree_listing(repo: GitHubProject, commit: str, subdirectory: str | None,
     """The commit's files below `subdirectory`: path -> (mode, blob id); one request."""
     sha = validate_commit(commit)
     subdir = normalize_subdirectory(subdirectory)
-    return relative_listing(_tree_entries(repo, sha, policy or RetryPolicy.from_environment()),
-                            subdir)
+    entries = _tree_entries(repo, sha, policy or RetryPolicy.from_environment(), subdir=subdir)
+    return relative_listing(entries, subdir)
 
 
 def branch_contains(repo: GitHubProject, commit: str, tips: Sequence[tuple[str, str]],
@@ -144,12 +173,13 @@ def branch_contains(repo: GitHubProject, commit: str, tips: Sequence[tuple[str, 
     from github import GithubException
 
     sha = validate_commit(commit)
-    client = _client(repo, lazy=True, timeout=timeout)
-    project = client.get_repo(repo.full_name, lazy=True)
+    project = _project(repo, lazy=True, timeout=timeout)
+    # One commit per page where PyGithub can ask for it (2.9): the status is all we read.
+    page = {"comparison_commits_per_page": 1} if _compare_pages() else {}
     asked = 0
     try:
         for name, tip in tips[:limit]:
-            status = project.compare(tip, sha, comparison_commits_per_page=1).status
+            status = project.compare(tip, sha, **page).status
             asked += 1
             if status in ("behind", "identical"):
                 return True, f"GitHub's compare API: branch {name!r} contains it"
@@ -174,19 +204,21 @@ def _download(repo: GitHubProject, sha: str, target: Path, subdir: str, verify: 
     what = _what(repo, sha)
     stream_archive(lambda: _open_tarball(repo, sha, policy), target, what=what, policy=policy,
                    strip_components=1, subdirectory=subdir)
-    entries: list[tuple[str, str, str]] | None = None
+    entries: Entries | None = None
+    sizes: dict[str, int] = {}
 
-    def listing() -> list[tuple[str, str, str]]:
+    def listing() -> Entries:
         nonlocal entries
         if entries is None:
-            entries = _tree_entries(repo, sha, policy)
+            entries = _tree_entries(repo, sha, policy, subdir=subdir, sizes=sizes)
         return entries
 
     candidates = empty_directories(target)
     if candidates:
         _fetch_submodules(repo, sha, target, subdir, candidates, listing, policy, depth)
     if verify:
-        verify_tree(target, relative_listing(listing(), subdir), what=what)
+        verify_tree(target, relative_listing(listing(), subdir), what=what,
+                    blob=_pointer_reader(repo, None, policy, what, sizes))
 
 
 def _open_tarball(repo: GitHubProject, sha: str, policy: RetryPolicy) -> requests.Response:
@@ -214,7 +246,8 @@ def _open_tarball(repo: GitHubProject, sha: str, policy: RetryPolicy) -> request
         finally:
             response.close()
         check_status(response.status_code, response.headers, message, what=what,
-                     final=lambda status, text: _final_error(repo, status, text, sha))
+                     final=lambda status, text: _final_error(repo, status, text, sha),
+                     rate_limited=_rate_limited)
     return response
 
 
@@ -236,7 +269,7 @@ def _message_of(response: requests.Response) -> str:
 
 
 def _fetch_submodules(repo: GitHubProject, sha: str, target: Path, subdir: str,
-                      candidates: list[str], listing: Callable[[], list[tuple[str, str, str]]],
+                      candidates: list[str], listing: Callable[[], Entries],
                       policy: RetryPolicy, depth: int) -> None:
     fill_archive_submodules(
         what=_what(repo, sha), service_url=repo.url,
@@ -261,10 +294,8 @@ def _same_server(repo: GitHubProject, url: str) -> GitHubProject | None:
 
 
 def _gitmodules(repo: GitHubProject, sha: str, policy: RetryPolicy) -> str:
-    client = _client(repo, lazy=True)
-
     def fetch() -> Any:
-        return client.get_repo(repo.full_name).get_contents(".gitmodules", ref=sha)
+        return _project(repo, lazy=True).get_contents(".gitmodules", ref=sha)
 
     try:
         content = _call(repo, fetch, policy, what=_what(repo, sha), sha=sha)
@@ -278,19 +309,66 @@ def _gitmodules(repo: GitHubProject, sha: str, policy: RetryPolicy) -> str:
 # ---------------------------------------------------------------------------- tree listing
 
 
-def _tree_entries(repo: GitHubProject, sha: str, policy: RetryPolicy,
-                  project: Any = None) -> list[tuple[str, str, str]]:
+def _tree_entries(repo: GitHubProject, sha: str, policy: RetryPolicy, project: Any = None, *,
+                  subdir: str = "", walk: bool = True,
+                  sizes: dict[str, int] | None = None) -> Entries:
+    """The commit's (path, mode, id) entries, at least those below `subdir`.
+
+    One recursive listing when GitHub sends it whole. A truncated one ("use the non-recursive
+    method of fetching trees, and fetch one sub-tree at a time", docs.github.com/rest/git/trees)
+    is completed from the truncated tree's own level and a recursive listing of each subtree
+    that holds or leads to `subdir`, itself completed the same way when truncated. With
+    `walk=False` a truncated listing is an error instead.
+    """
     if project is None:
-        project = _client(repo, lazy=True).get_repo(repo.full_name)
+        project = _project(repo, lazy=True)
+    what = _what(repo, sha)
 
-    def fetch() -> Any:
-        return project.get_git_tree(sha, recursive=True)
+    def tree(tree_sha: str, recursive: bool) -> Any:
+        if recursive:
+            return _call(repo, lambda: project.get_git_tree(tree_sha, recursive=True), policy,
+                         what=what, sha=sha)
+        return _call(repo, lambda: project.get_git_tree(tree_sha), policy, what=what, sha=sha)
 
-    tree = _call(repo, fetch, policy, what=_what(repo, sha), sha=sha)
-    if tree.raw_data.get("truncated"):
-        raise DownloadError(f"{_what(repo, sha)}: GitHub truncated the commit's tree listing; "
-                            "the tree is too large to verify")
-    return [(item.path, item.mode, item.sha) for item in tree.tree]
+    entries: Entries = []
+    pending = [(sha, "")]
+    while pending:
+        tree_sha, prefix = pending.pop()
+        listed = tree(tree_sha, recursive=True)
+        if listed.raw_data.get("truncated"):
+            if not walk:
+                raise DownloadError(f"{what}: GitHub truncated the commit's tree listing")
+            listed = tree(tree_sha, recursive=False)
+            if listed.raw_data.get("truncated"):
+                raise DownloadError(f"{what}: the directory {prefix.rstrip('/') or '/'!r} has "
+                                    "more entries than GitHub lists")
+            pending.extend((item.sha, f"{prefix}{item.path}/") for item in listed.tree
+                           if item.type == "tree" and _leads_to(prefix + item.path, subdir))
+        for item in listed.tree:
+            entries.append((prefix + item.path, item.mode, item.sha))
+            if sizes is not None and item.size is not None:
+                sizes[item.sha] = item.size
+    return entries
+
+
+def _leads_to(path: str, subdir: str) -> bool:
+    """Whether the directory `path` is, holds or is inside `subdir`."""
+    return (not subdir or path == subdir or path.startswith(subdir + "/")
+            or subdir.startswith(path + "/"))
+
+
+def _pointer_reader(repo: GitHubProject, project: Any, policy: RetryPolicy, what: str,
+                    sizes: Mapping[str, int]) -> Callable[[str], bytes]:
+    """Blob id -> its data when it may be a Git LFS pointer (listed size at most 1024 bytes),
+    else b"": for verifying a file that holds the content its pointer names."""
+
+    def read(blob_id: str) -> bytes:
+        size = sizes.get(blob_id)
+        if size is None or size > MAX_POINTER_BYTES:
+            return b""
+        return _blob(repo, project or _project(repo, lazy=True), blob_id, policy, what=what)
+
+    return read
 
 
 def _blob(repo: GitHubProject, project: Any, sha: str, policy: RetryPolicy, *,
@@ -310,16 +388,75 @@ def _client(repo: GitHubProject, *, lazy: bool, timeout: float | None = None) ->
     from github import Auth, Github
 
     token = repo.token
-    return Github(
-        base_url=repo.api_url.rstrip("/"),
-        auth=Auth.Token(token) if token else None,
-        timeout=max(1, round(timeout if timeout is not None else read_timeout())),
-        user_agent=f"builder/{__version__}",
-        retry=None,
-        seconds_between_requests=0,
-        seconds_between_writes=0,
-        lazy=lazy,
-    )
+    options: dict[str, Any] = {
+        "base_url": repo.api_url.rstrip("/"),
+        "auth": Auth.Token(token) if token else None,
+        "timeout": max(1, round(timeout if timeout is not None else read_timeout())),
+        "user_agent": f"builder/{__version__}",
+        "retry": None,
+        "seconds_between_requests": 0,
+        "seconds_between_writes": 0,
+    }
+    if _accepts(Github.__init__, "lazy"):  # PyGithub 2.6
+        options["lazy"] = lazy
+    return Github(**options)
+
+
+def _project(repo: GitHubProject, *, lazy: bool, timeout: float | None = None) -> Any:
+    """The repository: lazy (no request) or read (one request)."""
+    from github import Github
+
+    client = _client(repo, lazy=lazy, timeout=timeout)
+    if _get_repo_takes_lazy(Github):
+        return client.get_repo(repo.full_name, lazy=lazy)
+    # PyGithub 2.9 deprecates get_repo(lazy=) for the client's own laziness.
+    return client.get_repo(repo.full_name)
+
+
+@cache
+def _accepts(function: Callable[..., Any], name: str) -> bool:
+    return name in inspect.signature(function).parameters
+
+
+@cache
+def _get_repo_takes_lazy(github: Any) -> bool:
+    """PyGithub before 2.9: get_repo's `lazy` defaults to False and ignores the client's."""
+    parameter = inspect.signature(github.get_repo).parameters.get("lazy")
+    return parameter is not None and parameter.default is False
+
+
+def _compare_pages() -> bool:
+    from github.Repository import Repository
+
+    return _accepts(Repository.compare, "comparison_commits_per_page")
+
+
+def _rate_limited(status: int, headers: Mapping[str, Any] | None, message: str, *,
+                  what: str) -> Retryable:
+    """GitHub's rate limits, waited out as docs.github.com/rest/using-the-rest-api/
+    troubleshooting-the-rest-api says: retry-after first, then x-ratelimit-reset when nothing
+    remains, else at least a minute and longer on each repeat."""
+    found = lower_headers(headers)
+    detail = f": {redact(message)}" if message else ""
+    error = RateLimitError(f"{what}: rate limited by GitHub (HTTP {status}{detail})")
+    seconds, when = retry_after(found)
+    if seconds is not None or when is not None:
+        return Retryable(error, seconds, until=when,
+                         reason="GitHub asks to wait (retry-after)")
+    reset = found.get("x-ratelimit-reset", "").strip()
+    if found.get("x-ratelimit-remaining") == "0" and reset.isdigit():
+        limit = found.get("x-ratelimit-limit", "?")
+        at = time.strftime("%H:%M:%S UTC", time.gmtime(int(reset)))
+        return Retryable(
+            error, until=int(reset) + 1.0,
+            reason=f"GitHub's primary rate limit ({limit} requests an hour) is used up until {at}",
+            advice=("an authenticated token gets 5,000 requests an hour, anonymous access 60"
+                    if limit == "60" else ""))
+    return Retryable(
+        error, at_least=SECONDARY_WAIT, spread=5.0,
+        reason=("GitHub's secondary rate limit names no wait; GitHub asks for at least a "
+                "minute, and longer on each repeat"),
+        advice="start fewer downloads at once on this token")
 
 
 def _call(repo: GitHubProject, fn: Callable[[], T], policy: RetryPolicy | None, *,
@@ -335,7 +472,8 @@ def _call(repo: GitHubProject, fn: Callable[[], T], policy: RetryPolicy | None, 
             data: Mapping[str, Any] = exc.data if isinstance(exc.data, dict) else {}
             message = str(data.get("message", "") or "")
             check_status(exc.status, exc.headers, message, what=what,
-                         final=lambda status, text: _final_error(repo, status, text, sha))
+                         final=lambda status, text: _final_error(repo, status, text, sha),
+                         rate_limited=_rate_limited)
             raise DownloadError(f"{what}: unexpected answer HTTP {exc.status}") from None
         except requests.RequestException as exc:
             raise Retryable(DownloadError(f"{what}: {network_failure(exc)}")) from None

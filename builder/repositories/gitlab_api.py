@@ -10,6 +10,16 @@ python-gitlab's own retries and rate-limit sleeps are off; the shared `RetryPoli
 instead. python-gitlab's exceptions do not carry the response headers, so a response hook on
 its session keeps the last failed answer's headers for Retry-After and RateLimit-Reset.
 
+gitlab.com allows 5 archive requests a minute per project and user and answers the sixth with
+a 429 that names no wait (`lib/gitlab/application_rate_limiter.rb`: `project_repositories_archive:
+{ threshold: 5, interval: 1.minute }`, a fixed window that restarts on each whole minute):
+builder waits for the next minute, with jitter, and says so. A `path` the commit does not have
+gets 200 and an empty body (Workhorse has sent its 200 before Gitaly refuses the path): builder
+asks the tree API whether the directory exists and names it when it does not.
+
+Token scopes: the archive, tree and compare APIs need `read_api` (`read_repository` covers only
+the files API and git over HTTP); a CI job token is not accepted on them at all.
+
 More requests happen only when needed: `verify_download` lists the tree (paginated), and an
 archive with submodule placeholders (empty directories) looks up the gitlinks and
 `.gitmodules`, then downloads each submodule on the same server at its pinned commit.
@@ -18,8 +28,9 @@ archive with submodule placeholders (empty directories) looks up the gitlinks an
 from __future__ import annotations
 
 import copy
+import itertools
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -38,8 +49,14 @@ from builder.code.download import (
     verify_tree,
     wants_verify,
 )
-from builder.code.retry import Retryable, RetryPolicy, check_status
-from builder.errors import AuthenticationError, DownloadError, NotFoundError
+from builder.code.lfs import MAX_POINTER_BYTES, parse_pointer
+from builder.code.retry import (
+    Retryable,
+    RetryPolicy,
+    check_status,
+    named_wait,
+)
+from builder.errors import AuthenticationError, DownloadError, NotFoundError, RateLimitError
 from builder.repositories.urls import path_on_server
 from builder.state.secrets import redact
 
@@ -62,6 +79,11 @@ class GitLabProject(Protocol):
 
 T = TypeVar("T")
 CHUNK = 1 << 16
+ARCHIVE_LIMIT = ("gitlab.com allows 5 archive downloads a minute per project and user, "
+                 "counted in whole clock minutes")
+ARCHIVE_ADVICE = ("to stay under it, keep the download cache between containers "
+                  "(BUILDER_CACHE_DIR on a volume), start fewer containers at once, or give "
+                  "each runner its own token")
 # Passed to every python-gitlab call: builder's RetryPolicy retries, not python-gitlab.
 _NO_RETRIES: dict[str, Any] = {"obey_rate_limit": False, "max_retries": 0,
                                "retry_transient_errors": False}
@@ -132,13 +154,19 @@ def update_files(repo: GitLabProject, base_commit: str, base_directory: str,
         files = here.gl.projects.get(repo.path_with_namespace, lazy=True).files
         found = here.call(lambda: files.get(file_path=prefix + path, ref=sha, **_NO_RETRIES),
                           policy, what=what, sha=sha)
-        return base64.b64decode(found.content), str(found.blob_id)
+        data = base64.b64decode(found.content)
+        if parse_pointer(data) is not None:
+            # The archive holds the content this pointer names: download it in full, so that
+            # a commit's tree never depends on what was cached.
+            raise DownloadError(f"{what}: {path} is a Git LFS file")
+        return data, str(found.blob_id)
 
     def expected() -> Listing:
         return relative_listing(_tree_entries(repo, sha, subdir, policy), subdir)
 
     return write_update(directory, Path(base_directory), plan, fetch, what=what,
-                        expected=expected if verify else None)
+                        expected=expected if verify else None,
+                        blob=_pointer_reader(client, project, policy, what))
 
 
 def tree_listing(repo: GitLabProject, commit: str, subdirectory: str | None,
@@ -189,6 +217,7 @@ class _Chunks:
     def __init__(self, chunks: Iterator[bytes], response: requests.Response | None) -> None:
         self._chunks = chunks
         self._response = response
+        self.headers: Mapping[str, str] = response.headers if response is not None else {}
 
     def iter_content(self, chunk_size: int) -> Iterator[bytes]:
         return self._chunks
@@ -200,19 +229,32 @@ class _Chunks:
 
 def _download(repo: GitLabProject, sha: str, target: Path, subdir: str, verify: bool,
               policy: RetryPolicy, depth: int) -> None:
+    import requests
+
     what = _what(repo, sha)
     client = _Client(repo)
 
-    def open_archive() -> _Chunks:
-        project = client.gl.projects.get(repo.path_with_namespace, lazy=True)
+    project = client.gl.projects.get(repo.path_with_namespace, lazy=True)
 
+    def open_archive() -> _Chunks:
         def request() -> Iterator[bytes]:
             return project.repository_archive(  # type: ignore[no-any-return]
                 sha=sha, format="tar.gz", path=subdir or None, streamed=True, iterator=True,
                 chunk_size=CHUNK, timeout=read_timeout(), **_NO_RETRIES)
 
-        chunks = client.attempt(request, what=what, sha=sha, subdir=subdir)
-        return _Chunks(chunks, client.last_response)
+        chunks = client.attempt(request, what=what, sha=sha, subdir=subdir,
+                                rate_limited=_archive_rate_limit)
+        response = client.last_response
+        try:
+            first = next((chunk for chunk in chunks if chunk), b"")
+        except requests.RequestException as exc:
+            raise Retryable(DownloadError(f"{what}: the connection broke off during the "
+                                          f"download ({network_failure(exc)})")) from None
+        if not first:
+            if response is not None:
+                response.close()
+            raise _empty_archive(client, project, sha, subdir, what)
+        return _Chunks(itertools.chain((first,), chunks), response)
 
     stream_archive(open_archive, target, what=what, policy=policy, strip_components=1,
                    subdirectory=subdir)
@@ -228,7 +270,55 @@ def _download(repo: GitLabProject, sha: str, target: Path, subdir: str, verify: 
     if candidates:
         _fetch_submodules(repo, sha, target, subdir, candidates, listing, policy, depth)
     if verify:
-        verify_tree(target, relative_listing(listing(), subdir), what=what)
+        verify_tree(target, relative_listing(listing(), subdir), what=what,
+                    blob=_pointer_reader(client, project, policy, what))
+
+
+def _empty_archive(client: _Client, project: Any, sha: str, subdir: str,
+                   what: str) -> DownloadError | Retryable:
+    """GitLab answered 200 with no body: a `path` the commit lacks (GitLab's answer to it),
+    else an archive that failed after the answer began (worth another try)."""
+    if subdir:
+        try:
+            items = client.attempt(lambda: project.repository_tree(
+                path=subdir, ref=sha, per_page=1, get_all=False, **_NO_RETRIES),
+                what=what, sha=sha, subdir=subdir)
+        except NotFoundError:  # GitLab 17.7 and later
+            items = []
+        except (DownloadError, Retryable):
+            items = None
+        if items == []:  # before 17.7, an empty list
+            return NotFoundError(f"{what}: the commit has no directory {subdir!r} (GitLab "
+                                 "answered with an empty archive)")
+    return Retryable(DownloadError(f"{what}: GitLab answered with an empty archive (it failed "
+                                   "to make it)"))
+
+
+def _pointer_reader(client: _Client, project: Any, policy: RetryPolicy,
+                    what: str) -> Callable[[str], bytes]:
+    """Blob id -> its first bytes (enough for a Git LFS pointer): for verifying a file that
+    holds the content its pointer names."""
+
+    def read(blob_id: str) -> bytes:
+        def first_bytes() -> bytes:
+            chunks = project.repository_raw_blob(blob_id, streamed=True, iterator=True,
+                                                 chunk_size=MAX_POINTER_BYTES + 1,
+                                                 **_NO_RETRIES)
+            response = client.last_response
+            try:
+                data = b""
+                for chunk in chunks:
+                    data += chunk
+                    if len(data) > MAX_POINTER_BYTES:
+                        break
+                return data
+            finally:
+                if response is not None:
+                    response.close()
+
+        return client.call(first_bytes, policy, what=what)
+
+    return read
 
 
 def _tree_entries(repo: GitLabProject, sha: str, subdir: str,
@@ -313,7 +403,7 @@ class _Client:
         self.last_headers = dict(response.headers)
 
     def attempt(self, fn: Callable[[], T], *, what: str, sha: str | None = None,
-                subdir: str = "") -> T:
+                subdir: str = "", rate_limited: Any = None) -> T:
         """One try of a python-gitlab call: errors become builder's, transient ones Retryable."""
         import gitlab
         import requests
@@ -323,12 +413,13 @@ class _Client:
             return fn()
         except gitlab.GitlabError as exc:
             status = int(exc.response_code or 0)
-            message = str(exc.error_message or "")
+            message = _message_text(exc.error_message)
             if status == 0:
                 raise DownloadError(redact(f"{what}: {message}")) from None
             check_status(status, self.last_headers, message, what=what,
                          final=lambda code, text: _final_error(self.repo, code, text, sha,
-                                                               subdir))
+                                                               subdir),
+                         rate_limited=rate_limited or _rate_limit)
             raise DownloadError(f"{what}: unexpected answer HTTP {status}") from None
         except requests.RequestException as exc:
             raise Retryable(DownloadError(f"{what}: {network_failure(exc)}")) from None
@@ -337,6 +428,35 @@ class _Client:
              sha: str | None = None, subdir: str = "") -> T:
         return (policy or RetryPolicy.from_environment()).run(
             lambda: self.attempt(fn, what=what, sha=sha, subdir=subdir))
+
+
+def _message_text(message: Any) -> str:
+    """GitLab's error message: a string, or an object such as {"error": "..."}."""
+    if isinstance(message, Mapping):
+        return "; ".join(str(value) for value in message.values())
+    return str(message or "")
+
+
+def _rate_limit(status: int, headers: Mapping[str, Any] | None, message: str, *,
+                what: str, archive: bool = False) -> Retryable:
+    """GitLab's limits: its Rack::Attack throttles name their wait (Retry-After), which is
+    honoured; its application limits (ApplicationRateLimiter, the archive's among them) answer
+    429 with no header at all and count fixed windows, mostly of a minute, so builder waits for
+    the next whole minute rather than retrying fast."""
+    detail = f": {redact(message)}" if message else ""
+    error = RateLimitError(f"{what}: rate limited by GitLab (HTTP {status}{detail})")
+    advice = ARCHIVE_ADVICE if archive else ""
+    reason = ARCHIVE_LIMIT if archive else ("GitLab's limit names no wait; its limits count "
+                                            "whole clock minutes")
+    return (named_wait(error, headers, reason="GitLab asks to wait (Retry-After)", advice=advice)
+            or Retryable(error, window=60.0, spread=3.0, reason=reason, advice=advice))
+
+
+def _archive_rate_limit(status: int, headers: Mapping[str, Any] | None, message: str, *,
+                        what: str) -> Retryable:
+    """The archive limit: gitlab.com answers 429 with a JSON message and no Retry-After or
+    RateLimit-* headers (lib/api/repositories.rb, API::Helpers::RateLimiter)."""
+    return _rate_limit(status, headers, message, what=what, archive=True)
 
 
 def _what(repo: GitLabProject, sha: str | None = None) -> str:
@@ -354,15 +474,17 @@ def _final_error(repo: GitLabProject, status: int, message: str, sha: str | None
         if has_token:
             return AuthenticationError(
                 f"{url} rejected the token for {name} (HTTP 401): check that the token is "
-                "valid, not expired, and meant for this server"
+                "valid, not expired, and meant for this server (a CI job token is not "
+                "accepted here: use an access token with read_api, or --type git)"
             )
         return AuthenticationError(
             f"{url} requires a token for {name} (HTTP 401): register the project with --token"
         )
     if status == 403:
         return AuthenticationError(
-            f"{url} refused access to {name} (HTTP 403{detail}): check the token's scopes "
-            "(read_repository, or read_api) and that its user has at least Reporter access"
+            f"{url} refused access to {name} (HTTP 403{detail}): the token needs the read_api "
+            "scope (read_repository covers only the files API and git clone), and its user at "
+            "least Reporter access"
         )
     if status == 404:
         if sha is None or "project" in message.lower():

@@ -32,7 +32,8 @@ OPTIONS: dict[str, tuple[Option, ...]] = {
         Option("owner", True, "the user or organisation that owns the repository"),
         Option("repository", True, "the repository name"),
         Option("url", False, "web URL of the GitHub instance (default https://github.com)"),
-        Option("api_url", False, "REST API URL (default https://api.github.com, or URL/api/v3)"),
+        Option("api_url", False, "REST API URL (default https://api.github.com; "
+                                 "https://api.NAME.ghe.com for NAME.ghe.com; else URL/api/v3)"),
         Option("token", False, "a token, or a {{secret.key}} reference"),
     ),
     "gitlab": (

@@ -20,13 +20,18 @@ MASK = "***"
 _REFERENCE = re.compile(r"^\{\{\s*([A-Za-z0-9_\-]+)\.([A-Za-z0-9_\-]+)\s*\}\}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
-# Credentials that may sit inside text we did not produce (git errors, URLs, headers).
+# Credentials that may sit inside text we did not produce (git errors, URLs, headers). Each
+# pattern comes with the (lowercase) text it cannot match without, so that long text such as
+# a listing of run records is scanned only by the patterns that can match it.
 _PATTERNS = (
-    (re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://[^/@\s:]*:)[^@\s/]+@"), r"\1" + MASK + "@"),
-    (re.compile(r"(?i)(https?://)[^/@\s:]+@"), r"\1" + MASK + "@"),
-    (re.compile(r"(?i)(authorization:\s*(?:token|bearer|basic)\s+)[^\s\"']+"), r"\1" + MASK),
-    (re.compile(r"(?i)((?:private|job)-token:\s*)[^\s\"']+"), r"\1" + MASK),
-    (re.compile(r"(?i)(extraheader=\S*?\s*(?:token|bearer|basic)\s+)[^\s\"']+"), r"\1" + MASK),
+    (re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://[^/@\s:]*:)[^@\s/]+@"), r"\1" + MASK + "@",
+     ("://", "@")),
+    (re.compile(r"(?i)(https?://)[^/@\s:]+@"), r"\1" + MASK + "@", ("://", "@")),
+    (re.compile(r"(?i)(authorization:\s*(?:token|bearer|basic)\s+)[^\s\"']+"), r"\1" + MASK,
+     ("authorization",)),
+    (re.compile(r"(?i)((?:private|job)-token:\s*)[^\s\"']+"), r"\1" + MASK, ("-token",)),
+    (re.compile(r"(?i)(extraheader=\S*?\s*(?:token|bearer|basic)\s+)[^\s\"']+"), r"\1" + MASK,
+     ("extraheader=",)),
 )
 _MIN_SECRET_LENGTH = 4
 
@@ -77,8 +82,10 @@ def redact(text: str) -> str:
     for value in values:
         if value in text:
             text = text.replace(value, MASK)
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
+    lowered = text.lower()  # masking only inserts MASK: what it found stays findable
+    for pattern, replacement, needs in _PATTERNS:
+        if all(need in lowered for need in needs):
+            text = pattern.sub(replacement, text)
     return text
 
 

@@ -12,6 +12,8 @@ SETTINGS_FILE = "builder.yaml"
 DEFAULT_PARENT_IMAGE = "python:3.11-slim"
 DEFAULT_CODE_DIR = "/app/code"
 DEFAULT_REQUIREMENTS = "requirements.txt"
+# Where the dependencies come from (README "Project formats"); "auto" detects it.
+DEPENDENCY_SOURCES = ("auto", "uv.lock", "poetry.lock", "pyproject.toml", "requirements", "none")
 
 # Docker's grammar for a repository path component, lower case only.
 _NAME_RE = re.compile(
@@ -19,6 +21,7 @@ _NAME_RE = re.compile(
 )
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _APT_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(?:[=:][A-Za-z0-9+.~:\-]+)?$")
+_CODE_DIR_RE = re.compile(r"^(/[A-Za-z0-9._\-]+)+$")
 _REGISTRY_RE = re.compile(r"^[A-Za-z0-9.\-]+(?::[0-9]+)?(?:/[a-z0-9._\-/]+)?$")
 
 
@@ -35,13 +38,15 @@ class Settings(NamedTuple):
     code_dir: str
     command: tuple[str, ...]
     verify_download: bool
+    requirements_given: bool = False  # `requirements:` is in builder.yaml
+    dependencies: str = "auto"  # one of DEPENDENCY_SOURCES
+    extras: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    install_project: bool = True
 
     @property
     def file(self) -> Path:
         return self.project_dir / SETTINGS_FILE
-
-    def requirement_paths(self) -> list[Path]:
-        return [self.project_dir / r for r in self.requirements]
 
 
 def load_settings(project_dir: str | Path) -> Settings:
@@ -97,6 +102,10 @@ def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
         "code_dir",
         "command",
         "verify_download",
+        "dependencies",
+        "extras",
+        "groups",
+        "install_project",
     }
     for key in data:
         if key not in known:
@@ -171,6 +180,8 @@ def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
     if not code_dir.startswith("/") or code_dir.rstrip("/") == "":
         raise err("code_dir", f"{code_dir!r} must be an absolute path other than /")
     code_dir = code_dir.rstrip("/")
+    if not _CODE_DIR_RE.match(code_dir) or ".." in code_dir.split("/"):
+        raise err("code_dir", f"{code_dir!r} may hold only letters, digits and . _ - /")
 
     raw_command = data.get("command")
     command: tuple[str, ...]
@@ -190,6 +201,17 @@ def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
     if not isinstance(verify, bool):
         raise err("verify_download", f"expected true or false, got {_kind(verify)}")
 
+    dependencies = _string(data, "dependencies", "auto", err)
+    if dependencies not in DEPENDENCY_SOURCES:
+        raise err("dependencies", f"{dependencies!r} is not one of {', '.join(DEPENDENCY_SOURCES)}")
+    if "requirements" in data and dependencies not in ("auto", "requirements"):
+        raise err("dependencies", f"{dependencies!r} contradicts `requirements:` (remove one)")
+    extras = _string_list(data, "extras", err)
+    groups = _string_list(data, "groups", err)
+    install_project = data.get("install_project", True)
+    if not isinstance(install_project, bool):
+        raise err("install_project", f"expected true or false, got {_kind(install_project)}")
+
     return Settings(
         project_dir=directory,
         name=name,
@@ -201,6 +223,11 @@ def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
         code_dir=code_dir,
         command=command,
         verify_download=verify,
+        requirements_given="requirements" in data,
+        dependencies=dependencies,
+        extras=extras,
+        groups=groups,
+        install_project=install_project,
     )
 
 

@@ -43,6 +43,7 @@ class Workload:
     commit: str | None
     repository: str | None
     content_hash: str | None = None
+    run_id: str | None = None  # the run record's id (`builder runs show ID`)
 
     @property
     def token(self) -> str | None:
@@ -50,13 +51,16 @@ class Workload:
 
     def labels(self, prefix: str) -> dict[str, str]:
         """Identifying facts, never a secret (DESIGN "Images": checksum, commit, repository)."""
-        return {
+        labels = {
             f"{prefix}run": "1",
             f"{prefix}mode": self.mode,
             f"{prefix}checksum": self.checksum,
             f"{prefix}commit": self.commit or "",
             f"{prefix}repository": self.repository or "",
         }
+        if self.run_id:
+            labels[f"{prefix}run-id"] = self.run_id
+        return labels
 
 
 def check_options(target: str, *, emit: bool, include_secret: bool) -> None:
@@ -126,8 +130,12 @@ def prepare(
     message: Callable[[str], None],
     warn: Callable[[str], None],
     environ: Mapping[str, str],
+    on_built: Callable[[Any, ContainerSpec], None] | None = None,
 ) -> Workload:
-    """Build as `builder build --push` does (the registry is where nodes find the image)."""
+    """Build as `builder build --push` does (the registry is where nodes find the image).
+
+    `on_built(result, spec)` sees the build's result and the container as nodes will run it.
+    """
     from builder.images import names
     from builder.state.settings import load_settings
     from builder.targets.local import build_for_run
@@ -151,9 +159,12 @@ def prepare(
         )
     from dataclasses import replace
 
+    spec = replace(spec, image=image)
+    if on_built is not None:
+        on_built(result, spec)
     return Workload(
         project=settings.name,
-        spec=replace(spec, image=image),
+        spec=spec,
         mode=project.plan.mode,
         checksum=result.checksum,
         commit=project.plan.commit,

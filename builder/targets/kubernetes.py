@@ -222,4 +222,6 @@ def _annotations(workload: Workload) -> dict[str, str]:
     }
     if workload.content_hash:
         annotations[LABEL_PREFIX + "content-hash"] = workload.content_hash
+    if workload.run_id:
+        annotations[LABEL_PREFIX + "run-id"] = workload.run_id
     return annotations

@@ -48,6 +48,7 @@ class ContainerSpec:
     network: str | None = None
     token: str | None = None  # written to a file and mounted; never placed in the spec
     tmpfs: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # e.g. the run record's id
 
 
 def parse_environment(items: Sequence[str], environ: Mapping[str, str]) -> dict[str, str]:
@@ -101,30 +102,58 @@ def container_spec(
         raise UsageError("no command given: pass one after `--` or set `command` in builder.yaml")
     env = dict(settings.environment)
     env.update(parse_environment(options.environment, environ))
-    env["BUILDER_CODE_DIR"] = settings.code_dir
-    volumes = parse_volumes(options.volumes)
+    reuse = None
     if plan.mode == "reuse":
         assert repository_spec is not None
-        env.update(
-            {
-                "BUILDER_COMMIT": plan.commit,
-                "BUILDER_SUBDIRECTORY": plan.subdirectory,
-                "BUILDER_CODE_REPOSITORY": json.dumps(repository_spec, sort_keys=True),
-                "BUILDER_CACHE_DIR": CACHE_MOUNT,
-            }
-        )
-        if settings.verify_download:
-            env["BUILDER_VERIFY_DOWNLOAD"] = "1"
-        if token:
-            env["BUILDER_TOKEN_FILE"] = TOKEN_MOUNT
-        volumes.setdefault(options.cache_volume, {"bind": CACHE_MOUNT, "mode": "rw"})
+        reuse = (plan.commit, plan.subdirectory, repository_spec)
+    return contract_spec(
+        image, command, env, parse_volumes(options.volumes), options.network,
+        code_dir=settings.code_dir, reuse=reuse,
+        verify_download=settings.verify_download, token=token,
+        cache_volume=options.cache_volume,
+    )
+
+
+def contract_spec(
+    image: str,
+    command: list[str],
+    environment: dict[str, str],
+    volumes: dict[str, dict[str, str]],
+    network: str | None,
+    *,
+    code_dir: str,
+    reuse: tuple[str | None, str, dict[str, Any]] | None = None,
+    verify_download: bool = False,
+    token: str | None = None,
+    cache_volume: str = CACHE_VOLUME,
+) -> ContainerSpec:
+    """The container contract on top of the user's environment and volumes.
+
+    `reuse` is (commit, subdirectory, repository spec) when the entrypoint downloads the
+    code, None when the code is baked into the image.
+    """
+    env = {**environment, "BUILDER_CODE_DIR": code_dir}
+    volumes = dict(volumes)
+    if reuse is None:
+        return ContainerSpec(image, command, env, volumes, network)
+    commit, subdirectory, repository_spec = reuse
+    env.update(
+        {
+            "BUILDER_COMMIT": commit or "",
+            "BUILDER_SUBDIRECTORY": subdirectory,
+            "BUILDER_CODE_REPOSITORY": json.dumps(repository_spec, sort_keys=True),
+            "BUILDER_CACHE_DIR": CACHE_MOUNT,
+        }
+    )
+    if verify_download:
+        env["BUILDER_VERIFY_DOWNLOAD"] = "1"
+    if token:
+        env["BUILDER_TOKEN_FILE"] = TOKEN_MOUNT
+    volumes.setdefault(cache_volume, {"bind": CACHE_MOUNT, "mode": "rw"})
     # In reuse mode the code dir is filled at start: a tmpfs makes that copy ~6x faster than
     # the container's overlay file system. A baked image has its code there, so no mount.
-    tmpfs = {settings.code_dir: "exec,mode=755"} if plan.mode == "reuse" else {}
-    return ContainerSpec(
-        image, command, env, volumes, options.network,
-        token if plan.mode == "reuse" else None, tmpfs,
-    )
+    tmpfs = {code_dir: "exec,mode=755"}
+    return ContainerSpec(image, command, env, volumes, network, token, tmpfs)
 
 
 def build_for_run(path: str | Path, options: RunOptions, *, push: bool, no_reuse: bool,
@@ -183,7 +212,7 @@ def run_container(client: Any, spec: ContainerSpec, token_path: Path | None, log
             volumes=volumes,
             network_mode=spec.network,
             tmpfs=spec.tmpfs or None,
-            labels={"builder.run": "1"},
+            labels={"builder.run": "1", **spec.labels},
             detach=True,
         )
     except docker.errors.ImageNotFound:

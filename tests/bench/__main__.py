@@ -16,6 +16,10 @@ Scenarios (the letters of the README table; each module also runs on its own):
      medium); the cold start against `curl | tar` (bench_cold; medium, large), and 8
      containers starting one commit at once with a shared cache against a cache each
   f  no-op build: builder build against docker build, all cached (bench_build; large)
+  g  run records: builder runs list on 10,000 recorded runs against the same on one record
+     (bench_runs)
+  h  the project's install at a warm container start: with it against without it
+     (bench_start; medium)
 
 A full run (5 repetitions after 1 warm-up, all sizes) prints the table, writes it into
 README's "Benchmarks" section with the date and the machine, and draws docs/bench.png.
@@ -41,6 +45,7 @@ from tests.bench import (
     bench_cold,
     bench_download,
     bench_iterate,
+    bench_runs,
     bench_start,
     bench_status,
     fixtures,
@@ -68,10 +73,12 @@ PLAN: list[tuple[str, Scenario, list[str]]] = [
     ("f", bench_build.run, ["large"]),
     ("e", bench_start.run, ["medium"]),
     ("e", bench_cold.run, ["medium", "large"]),
+    ("h", bench_start.run_project, ["medium"]),
     ("d", bench_status.run, ["large", "xlarge"]),
     ("c", bench_download.run, ["medium"]),
     ("a", bench_iterate.run_pushed, SIZE_ORDER),
     ("b", bench_iterate.run_uncommitted, ["small", "medium"]),  # large: +6 min, same story
+    ("g", bench_runs.run, ["records"]),
 ]
 # On the WAN the goals of a and b are stated for medium and large projects.
 WAN_SIZES = {"a": ["medium", "large"], "b": ["medium", "large"]}
@@ -140,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results += scenario(ctx, ["small"] if args.quick else sizes)
     minutes = (time.perf_counter() - started) / 60
     sizes = list(fixtures.SPECS)
-    results.sort(key=lambda r: (r.key, sizes.index(r.project.split(":")[0])))
+    results.sort(key=lambda r: (r.key, _size_order(sizes, r.project)))
 
     table = markdown_table(results)
     print(table)
@@ -157,6 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.update_readme(ROOT / "README.md", block, *(report.WAN_MARKERS if wan else ()))
         progress(f"bench: wrote {plot_path} and README.md's Benchmarks section")
     return 1 if args.strict and missed else 0
+
+
+def _size_order(sizes: Sequence[str], project: str) -> int:
+    """Rows of one scenario by fixture size; a row on no fixture (g's records) after them."""
+    size = project.split(":")[0]
+    return sizes.index(size) if size in sizes else len(sizes)
 
 
 if __name__ == "__main__":

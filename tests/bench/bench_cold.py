@@ -36,7 +36,7 @@ from tests.infra.rss import peak_rss
 FLOOR_GOAL = Goal("at_most", 1.3)
 FAN_OUT = 8
 FAN_OUT_GOAL = Goal("faster", 1, "1 download")
-ARCHIVES = r"/_codeload/"  # the archive requests (the API's redirects are not counted)
+ARCHIVES = r"/legacy\.tar\.gz/"  # codeload's archive requests (not the API's redirects)
 
 
 def _tmpfs() -> Path:

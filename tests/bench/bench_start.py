@@ -12,6 +12,12 @@ container contract of a reuse run (commit, repository, token file, cache volume)
 
 The result is the difference of the medians, in seconds.
 
+Scenario h: the project's install at start (README "Project formats"). Both sides are the
+warm start above; builder's writes the project's install (dist-info, import roots, script
+wrappers) after the copy, as every reuse-mode start does; the other side is told not to
+(`BUILDER_PROJECT_DIR=`). The note gives the install's own time inside the container
+(median of 200 writes, in the image's Python).
+
     python -m tests.bench.bench_start [--sizes medium] [--reps 5]
 """
 
@@ -27,6 +33,20 @@ from tests.bench.harness import DASH, Goal, Result, Side, interleave, progress
 
 WARM_GOAL = Goal("overhead", 0.15)
 COLD_GOAL = Goal("overhead", 0.5)
+PROJECT_GOAL = Goal("overhead", 0.05)
+# The install's own time, in the image: read what the cache remembers, write the install.
+_TIMING = """
+import glob, json, statistics, time
+from builder.project import install
+entry = glob.glob("{cache}/*.project.json")[0][: -len(".project.json")]
+times = []
+for _ in range(200):
+    started = time.perf_counter()
+    known, project = install.read_sidecar(entry)
+    install.write(project, "{code}", "/tmp/bench-project")
+    times.append(time.perf_counter() - started)
+print(json.dumps({{"median": statistics.median(times), "name": project["name"]}}))
+"""
 CACHE_MOUNT = "/var/cache/builder"
 TOKEN_MOUNT = "/run/secrets/builder-token"
 
@@ -142,6 +162,36 @@ def start_scenarios(ctx: BenchContext, size: str) -> list[Result]:
     if min(ours.metrics["requests"]) < 1:
         raise BenchError("a cold start did not download: a cache answered")
     return results
+
+
+def project_scenario(ctx: BenchContext, size: str) -> list[Result]:
+    project = ctx.project(size)
+    image, options = _contract(ctx, project)
+    run = ["run", "--rm", "--network", "host"]
+    progress(f"bench h: project install at a warm container start, {project.describe()}")
+    with ctx.volume() as volume:
+        cache = ["-v", f"{volume}:{CACHE_MOUNT}"]
+
+        def installed() -> None:
+            ctx.docker(*run, *options, *cache, image, "true")
+
+        def not_installed() -> None:
+            ctx.docker(*run, *options, *cache, "-e", "BUILDER_PROJECT_DIR=", image, "true")
+
+        ours, theirs = interleave(Side("entrypoint + project install", installed),
+                                  Side("entrypoint, no project install", not_installed),
+                                  ctx.reps, ctx.warmup)
+        timing = ctx.docker(*run, *cache, "--entrypoint", "/opt/builder/bin/python", image,
+                            "-c", _TIMING.format(cache=CACHE_MOUNT, code=DEFAULT_CODE_DIR))
+    measured = json.loads(timing.stdout.strip().splitlines()[-1])
+    note = (f"install of {measured['name']} in the container: "
+            f"{measured['median'] * 1000:.1f} ms (median of 200)")
+    return [Result("h", "project install at container start (warm)", project.describe(), ours,
+                   theirs, PROJECT_GOAL if size == "medium" else None, [note], kind="overhead")]
+
+
+def run_project(ctx: BenchContext, sizes: Sequence[str]) -> list[Result]:
+    return [result for size in sizes for result in project_scenario(ctx, size)]
 
 
 def _requests(values: list[float]) -> list[str]:

@@ -227,6 +227,9 @@ class BenchContext:
         # Users run builder with bytecode caches (pip writes them): so does the benchmark.
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.server = GitHubServer(self.root / "repos", work_dir=self.root / "work")
+        # The per-file walk of scenario c alone makes more requests than github.com's 5,000 an
+        # hour, which the server enforces: the benchmark measures time, not that limit.
+        self.server.rate_limit = 10**9
         self.registry = RegistryStorage(
             Path(os.environ.get("BUILDER_REGISTRY_DIR", "/var/lib/builder-registry"))
         )
@@ -264,10 +267,9 @@ class BenchContext:
         wan.reset()
 
         def read() -> harness.Metrics:
-            total = wan.stats()
-            metrics = total.metrics()
-            for name, key in (("registry", "registry_"), ("code host", "code_")):
-                part = wan.proxies[name].stats()
+            metrics = wan.stats().metrics()
+            for prefix, key in (("registry", "registry_"), ("code host", "code_")):
+                part = wan.stats([name for name in wan.proxies if name.startswith(prefix)])
                 metrics[f"{key}up"], metrics[f"{key}down"] = part.bytes_up, part.bytes_down
             return metrics
 

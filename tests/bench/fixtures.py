@@ -8,7 +8,8 @@ Three sizes, generated from a fixed seed, so that every run measures the same by
 
 Source files are Python-like text drawn from a seeded pool of lines (it compresses like source
 code does); assets are seeded random bytes (like images: they do not compress). Each project
-has `builder.yaml`, a `requirements.txt` of pinned pure-Python packages, a `.dockerignore`,
+has `builder.yaml`, a `requirements.txt` of pinned pure-Python packages, a `pyproject.toml`
+that names the project and a console script (builder installs it at start), a `.dockerignore`,
 the conventional `Dockerfile` (FROM parent, COPY requirements, pip install, COPY . .) and a
 `main.py` whose output names the code's version, so a run shows which code it ran.
 """
@@ -32,7 +33,25 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 CMD ["python", "main.py"]
 """
-TOP_FILES = 6  # builder.yaml, requirements.txt, .dockerignore, Dockerfile, main.py, src/...
+# The project's metadata: its package is `src` (listed, so it lives in the project directory).
+PYPROJECT = """\
+[project]
+name = "bench-app"
+version = "1.0.0"
+requires-python = ">=3.10"
+
+[project.scripts]
+bench-app = "src:main"
+
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[tool.setuptools]
+packages = ["src"]
+"""
+# builder.yaml, requirements.txt, pyproject.toml, .dockerignore, Dockerfile, main.py, src/...
+TOP_FILES = 7
 
 
 @dataclass(frozen=True)
@@ -121,6 +140,7 @@ def generate(spec: Spec, image_name: str, registry: str | None, seed: int = 7) -
             + "command: [python, main.py]\n"
         ).encode(),
         "requirements.txt": REQUIREMENTS.encode(),
+        "pyproject.toml": PYPROJECT.encode(),
         ".dockerignore": b".git\n__pycache__\n",
         "Dockerfile": DOCKERFILE.encode(),
         "main.py": MAIN.format(marker="initial").encode(),

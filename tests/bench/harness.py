@@ -108,7 +108,7 @@ def interleave(
     return series_a, series_b
 
 
-GoalKind = Literal["faster", "at_most", "overhead"]
+GoalKind = Literal["faster", "at_most", "overhead", "within"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,7 @@ class Goal:
     faster:   B's median / A's median >= value ("at least 5x faster")
     at_most:  A's median / B's median <= value ("at most 2x the floor")
     overhead: A's median - B's median <= value seconds ("at most 0.15 s overhead")
+    within:   A's median <= value seconds, whatever B took ("under 0.3 s")
     `extra` is a further condition the scenario checks itself (e.g. "0 bytes pushed").
     """
 
@@ -130,6 +131,7 @@ class Goal:
             "faster": f"≥{self.value:g}{TIMES} faster",
             "at_most": f"≤{self.value:g}{TIMES} the floor",
             "overhead": f"≤{self.value:g} s overhead",
+            "within": f"<{self.value:g} s",
         }[self.kind]
 
     def text(self) -> str:
@@ -162,7 +164,9 @@ class Result:
     def statement(self) -> str:
         kind = self.goal.kind if self.goal is not None else self.kind
         if kind == "overhead":
-            return f"+{self.overhead:.3f} s over {self.theirs.label}"
+            return f"{self.overhead:+.3f} s over {self.theirs.label}"
+        if kind == "within":
+            return f"{fmt_seconds(self.ours.median)}, {1 / self.ratio:.2f}{TIMES} the floor"
         if kind == "at_most":
             return f"{1 / self.ratio:.2f}{TIMES} the floor"
         if self.ratio >= 1:
@@ -179,6 +183,8 @@ class Result:
             return self.ratio >= value
         if self.goal.kind == "at_most":
             return self.ratio > 0 and 1 / self.ratio <= value
+        if self.goal.kind == "within":
+            return self.ours.median < value
         return self.overhead <= value
 
     @property

@@ -234,7 +234,9 @@ def test_sigterm_reaches_the_program_and_no_token_is_visible(story, docker_clien
     try:
         assert process.stdout is not None
         assert process.stdout.readline().strip() == "ready"
-        running = docker_client.containers.list(filters={"label": "builder.run=1"})
+        # this run's container, by the run record's label (other builders share the engine)
+        label = f"org.builder.run-id={newest_run_id(story)}"
+        running = docker_client.containers.list(filters={"label": label})
         assert len(running) == 1
         attrs = json.dumps(running[0].attrs)
         assert story.server.token not in attrs
@@ -246,7 +248,14 @@ def test_sigterm_reaches_the_program_and_no_token_is_visible(story, docker_clien
             process.kill()
     assert "got SIGTERM" in out
     assert process.returncode == 42, err
-    assert docker_client.containers.list(all=True, filters={"label": "builder.run=1"}) == []
+    assert docker_client.containers.list(all=True, filters={"label": label}) == []
+
+
+def newest_run_id(story: Story) -> str:
+    from builder.runs.database import RunDatabase
+
+    with RunDatabase(story.home) as database:
+        return database.runs(limit=1)[0].id
 
 
 def test_a_wrong_token_fails_the_container_clearly(story):

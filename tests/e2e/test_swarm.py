@@ -253,6 +253,11 @@ def test_the_token_is_a_secret_file_that_no_inspect_shows_and_ctrl_c_removes_the
 
         services = builder_services(docker_client)
         assert len(services) == 1
+        running = json.loads(story.builder("runs", "list", "--json", "--limit", "1").stdout)[0]
+        assert running["target"] == "swarm" and running["result"] == "still running"
+        assert running["image_digest"] and running["image_digest"] in services[0].attrs[
+            "Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+        assert services[0].attrs["Spec"]["Labels"]["org.builder.run-id"] == running["id"]
         service_json = subprocess.run(
             ["docker", "service", "inspect", services[0].id],
             capture_output=True, text=True, check=True,
@@ -289,6 +294,8 @@ def test_the_token_is_a_secret_file_that_no_inspect_shows_and_ctrl_c_removes_the
             process.wait()
     assert process.returncode == 130, err
     assert "removing service" in err
+    shown = json.loads(story.builder("runs", "show", running["id"], "--json").stdout)
+    assert shown["result"] == "exit 130" and story.token not in json.dumps(shown)
     assert story.token not in out + err
     assert builder_services(docker_client) == []
     assert token_secrets(docker_client) == []  # nothing uses it any more

@@ -9,11 +9,21 @@ Endpoints (GitHub's field names and status codes):
 ``GET /user``, ``/users/{login}``, ``/rate_limit``, ``/repos/{o}/{r}``,
 ``/repos/{o}/{r}/commits`` and ``/commits/{ref}`` (422 "No commit found for SHA" when missing),
 ``/git/commits/{sha}``, ``/branches``, ``/branches/{b}``, ``/compare/{base}...{head}``,
-``/tarball/{ref}`` and ``/zipball/{ref}`` (302 to a codeload-like URL on this server whose
-archive's top folder is ``{owner}-{repo}-{sha[:7]}/``; private repositories get a one-off
-``?token=`` in that URL like GitHub), ``/contents/{path}?ref=`` (files > 1 MiB come with
-``encoding: none`` and empty content, like GitHub), ``/git/trees/{sha}?recursive=1``,
+``/tarball/{ref}`` and ``/zipball/{ref}`` (302 to ``{codeload_url}/{o}/{r}/legacy.tar.gz/{sha}``
+on a second port, another origin like codeload.github.com, whose archive's top folder is
+``{owner}-{repo}-{sha[:7]}/``; private repositories get a one-off ``?token=`` in that URL and
+codeload accepts nothing else, as the redirect drops the Authorization header),
+``/contents/{path}?ref=`` (files > 1 MiB come with ``encoding: none`` and empty content, like
+GitHub; ``download_url`` points at the second port too, like raw.githubusercontent.com),
+``/git/trees/{sha}?recursive=1`` (truncated beyond 100,000 entries or 7 MB),
 ``/git/blobs/{sha}``.
+
+Limits, as github.com has them: the primary rate limit (5,000 requests an hour with a token,
+60 without, in a window that starts with the first request) is enforced: the request after the
+last one answers 403 with ``X-RateLimit-Remaining: 0`` (the limits and the window are
+attributes, and ``clock`` drives the window). Secondary limits are a fault switch
+(``secondary_rate_limit_next``), as they depend on load. Git LFS: archives hold the pointer
+files unless ``include_lfs_in_archives(repo)`` turns on the repository's setting.
 
 The contents API answers from one long-lived ``git cat-file --batch-command`` per repository
 when ``ref`` is a full commit SHA (objects never change), instead of spawning git four times per
@@ -31,6 +41,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gzip
+import json
 import re
 import secrets
 import socket
@@ -46,6 +58,8 @@ from urllib.parse import quote, unquote
 from tests.infra import gitrepos
 from tests.infra.gitrepos import BareRepo, CommitInfo, TreeEntry
 from tests.infra.httpbase import (
+    PRIMARY_MESSAGE,
+    RATE_LIMIT_DOCS,
     Auth,
     Handler,
     LoopbackServer,
@@ -57,8 +71,18 @@ from tests.infra.httpbase import (
 
 DOCS = "https://docs.github.com/rest"
 CONTENT_LIMIT = 1024 * 1024  # the contents API returns content only up to 1 MiB
+# docs.github.com/rest/git/trees#get-a-tree: "The limit for the tree array is 100,000 entries
+# with a maximum size of 7 MB when using the recursive parameter."
 TREE_LIMIT = 100_000
+TREE_BYTES = 7 * 1024 * 1024
+# "For private repositories, these links are temporary and expire after five minutes."
+# (docs.github.com/rest/repos/contents#download-a-repository-archive-tar)
 DOWNLOAD_TOKEN_TTL = 300.0
+# docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api: 60 requests an hour
+# unauthenticated, 5,000 with a personal access token.
+RATE_LIMIT = 5000
+ANONYMOUS_RATE_LIMIT = 60
+RATE_WINDOW = 3600
 _R = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
 
 
@@ -186,13 +210,61 @@ class _BatchedRepo(BareRepo):
         return [TreeEntry(e.mode, e.type, e.sha, e.size, prefix + e.path) for e in items]
 
 
+class CodeloadServer(LoopbackServer):
+    """codeload.github.com and raw.githubusercontent.com: the archive and raw-file hosts.
+
+    Another origin than the API (its own port), so requests drops the Authorization header when
+    it follows the API's redirect here (requests' SessionRedirectMixin.rebuild_auth strips it
+    when the host, scheme or port changes). Like those hosts it authorizes a private download
+    only by the short-lived ``?token=`` the API put in the URL; a header does nothing, and any
+    Authorization header that arrives is recorded (``authorizations``) so tests can show that
+    none leaks here. Requests are logged on the API server too (one log for "GitHub").
+    """
+
+    kind = "codeload"
+    description = "codeload.github.com / raw.githubusercontent.com for the loopback GitHub."
+
+    def __init__(self, api: GitHubServer) -> None:
+        super().__init__(api.repos_dir, api.tokens, work_dir=api._work_dir, user=api.user)
+        self.api = api
+        self.faults = api.faults  # one set of fault switches for "GitHub"
+        self.authorizations: list[str] = []
+        self._routes: list[Route] = [
+            ("GET", re.compile(r"/(?P<owner>[^/]+)/(?P<repo>[^/]+)/"
+                               r"(?P<fmt>legacy\.tar\.gz|legacy\.zip)/(?P<ref>.+)"),
+             api.codeload),
+            ("GET", re.compile(r"/(?P<owner>[^/]+)/(?P<repo>[^/]+)/(?P<ref>[^/]+)/"
+                               r"(?P<path>.+)"), api.raw_file),
+        ]
+
+    def routes(self) -> Sequence[Route]:
+        return self._routes
+
+    def _record(self, method: str, path: str, encodings: Any = ()) -> None:
+        super()._record(method, path, encodings)
+        self.api._record(method, path, encodings)
+
+    def handle(self, h: Handler) -> None:
+        authorization = h.headers.get("Authorization")
+        if authorization:
+            with self._lock:
+                self.authorizations.append(authorization)
+        if not self.dispatch(h):
+            h.send_data(404, b"404: Not Found", "text/plain; charset=utf-8")
+
+
 class GitHubServer(LoopbackServer):
     kind = "github"
     description = "Loopback GitHub REST API (PyGithub) + git smart HTTP, backed by bare repos."
     realm = "GitHub"
     token_prefix = "ghp_"
-    rate_limit = 5000
-    anonymous_rate_limit = 60
+    #: Requests an hour with a valid token, and without one (github.com's primary limits).
+    rate_limit = RATE_LIMIT
+    anonymous_rate_limit = ANONYMOUS_RATE_LIMIT
+    rate_window = RATE_WINDOW
+    #: The recursive tree listing's limits.
+    tree_limit = TREE_LIMIT
+    tree_bytes = TREE_BYTES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -200,7 +272,9 @@ class GitHubServer(LoopbackServer):
         self._batched: dict[str, _BatchedRepo] = {}
         self._dl_lock = threading.Lock()
         self._used: dict[bool, int] = {True: 0, False: 0}
-        self._window_reset = int(time.time()) + 3600
+        self._window_reset: float | None = None
+        self._lfs_archives: set[str] = set()
+        self.codeload = CodeloadServer(self)
         self._routes: list[Route] = [
             ("GET", re.compile(r"/user"), self.get_user),
             ("GET", re.compile(r"/users/(?P<login>[^/]+)"), self.get_named_user),
@@ -217,16 +291,27 @@ class GitHubServer(LoopbackServer):
             ("GET", re.compile(_R + r"/contents(?:/(?P<path>.*))?"), self.get_contents),
             ("GET", re.compile(_R + r"/git/trees/(?P<sha>.+)"), self.get_tree),
             ("GET", re.compile(_R + r"/git/blobs/(?P<sha>[^/]+)"), self.get_blob),
-            ("GET", re.compile(r"/_codeload/(?P<owner>[^/]+)/(?P<repo>[^/]+)/"
-                               r"(?P<fmt>legacy\.tar\.gz|legacy\.zip)/(?P<ref>.+)"),
-             self.codeload),
-            ("GET", re.compile(r"/_raw/(?P<owner>[^/]+)/(?P<repo>[^/]+)/(?P<ref>[^/]+)/"
-                               r"(?P<path>.+)"), self.raw_file),
         ]
 
     # ------------------------------------------------------------------ plumbing
     def routes(self) -> Sequence[Route]:
         return self._routes
+
+    def start(self) -> GitHubServer:
+        super().start()
+        self.codeload.start()
+        return self
+
+    @property
+    def codeload_url(self) -> str:
+        return self.codeload.url
+
+    def include_lfs_in_archives(self, repo_path: str, on: bool = True) -> None:
+        """The repository setting "Include Git LFS objects in archives" (off by default:
+        docs.github.com/repositories/managing-your-repositorys-settings-and-features/
+        managing-repository-settings/managing-git-lfs-objects-in-archives-of-your-repository)."""
+        with self._lock:
+            (self._lfs_archives.add if on else self._lfs_archives.discard)(repo_path)
 
     def handle(self, h: Handler) -> None:
         # Headers and body leave in separate writes: without TCP_NODELAY, Nagle's algorithm
@@ -237,19 +322,45 @@ class GitHubServer(LoopbackServer):
         if h.raw_path == prefix or h.raw_path.startswith(prefix + "/"):
             h.route_path = h.raw_path[len(prefix):] or "/"
             h.api_base = self.url + prefix
-        with self._lock:
-            self._used[h.auth_state() is Auth.VALID] += 1
+        if self.handle_git(h):
+            return
+        # "GET /rate_limit does not count against your primary rate limit" (same docs page).
+        if h.route_path != "/rate_limit" and not self._count_request(h):
+            self._primary_limit_exceeded(h)
+            return
         super().handle(h)
+
+    def _count_request(self, h: Handler) -> bool:
+        """Count the request in the current window; False when the window has none left."""
+        authed = h.auth_state() is Auth.VALID
+        limit = self.rate_limit if authed else self.anonymous_rate_limit
+        with self._lock:
+            now = self.clock()
+            if self._window_reset is None or now >= self._window_reset:
+                self._window_reset = now + self.rate_window
+                self._used = {True: 0, False: 0}
+            if self._used[authed] >= limit:
+                return False
+            self._used[authed] += 1
+            return True
+
+    def _primary_limit_exceeded(self, h: Handler) -> None:
+        """docs.github.com/rest/using-the-rest-api/troubleshooting-the-rest-api: "If you exceed
+        your primary rate limit, you will receive a 403 Forbidden or 429 Too Many Requests
+        response, and the x-ratelimit-remaining header will be 0"."""
+        body = {"message": PRIMARY_MESSAGE, "documentation_url": RATE_LIMIT_DOCS}
+        h.send_data(403, json.dumps(body).encode(), "application/json; charset=utf-8")
 
     def common_headers(self, h: Handler) -> dict[str, str]:
         authed = h.auth_state() is Auth.VALID
         limit = self.rate_limit if authed else self.anonymous_rate_limit
         with self._lock:
             used = self._used[authed]
+            reset = self._window_reset or self.clock() + self.rate_window
         return {
             "X-RateLimit-Limit": str(limit),
             "X-RateLimit-Remaining": str(max(limit - used, 0)),
-            "X-RateLimit-Reset": str(self._window_reset),
+            "X-RateLimit-Reset": str(int(reset)),
             "X-RateLimit-Used": str(used),
             "X-RateLimit-Resource": "core",
             "X-GitHub-Media-Type": "github.v3; format=json",
@@ -257,6 +368,7 @@ class GitHubServer(LoopbackServer):
         }
 
     def stop(self) -> None:
+        self.codeload.stop()
         super().stop()
         with self._lock:
             batched, self._batched = list(self._batched.values()), {}
@@ -311,18 +423,17 @@ class GitHubServer(LoopbackServer):
         return token
 
     def _download_allowed(self, h: Handler, full: str) -> bool:
+        """On the download host: a public repository, or a valid token in the URL."""
         token = h.query.get("token")
         if token:
             with self._dl_lock:
                 entry = self._download_tokens.get(token)
             if entry and entry[0] == full and entry[1] >= time.time():
                 return True
-        if not self.repo_exists(full):
-            return False
-        return self.is_public(full) or h.auth_state() is Auth.VALID
+        return self.repo_exists(full) and self.is_public(full)
 
     def _download_url(self, h: Handler, full: str, path: str) -> str:
-        url = f"{self.url}{path}"
+        url = f"{self.codeload.url}{path}"
         return url if self.is_public(full) else f"{url}?token={self._download_token(full)}"
 
     # ------------------------------------------------------------------ JSON shapes
@@ -503,7 +614,7 @@ class GitHubServer(LoopbackServer):
                    f"{_q(entry.path)}"
         download_url = None
         if entry.type == "blob":
-            download_url = self._download_url(h, full, f"/_raw/{full}/{sha}/{_q(entry.path)}")
+            download_url = self._download_url(h, full, f"/{full}/{sha}/{_q(entry.path)}")
         data: dict[str, Any] = {
             "type": kind,
             "size": entry.size or 0,
@@ -710,7 +821,7 @@ class GitHubServer(LoopbackServer):
             self.not_found(h)
             return
         kind = "legacy.tar.gz" if m.group("fmt") == "tarball" else "legacy.zip"
-        h.send_redirect(self._download_url(h, full, f"/_codeload/{full}/{kind}/{sha}"))
+        h.send_redirect(self._download_url(h, full, f"/{full}/{kind}/{sha}"))
 
     def codeload(self, h: Handler, m: re.Match[str]) -> None:
         owner, name = unquote(m.group("owner")), unquote(m.group("repo"))
@@ -726,7 +837,13 @@ class GitHubServer(LoopbackServer):
         top = f"{owner}-{name}-{sha[:7]}"
         ext = "tar.gz" if m.group("fmt") == "legacy.tar.gz" else "zip"
         ctype = "application/x-gzip" if ext == "tar.gz" else "application/zip"
-        h.send_download_stream(repo.archive_stream(sha, ext, top + "/"), ctype, {
+        with self._lock:
+            smudge = ext == "tar.gz" and full in self._lfs_archives and bool(self.lfs_objects)
+        body = repo.archive_stream(sha, ext, top + "/")
+        if smudge:
+            body = iter([gzip.compress(self.smudge_lfs(b"".join(
+                repo.archive_stream(sha, "tar", top + "/"))))])
+        h.send_download_stream(body, ctype, {
             "Content-Disposition": f"attachment; filename={top}.{ext}",
             "ETag": f'"{sha}"',
         })
@@ -789,16 +906,24 @@ class GitHubServer(LoopbackServer):
             self.not_found(h)
             return
         base = f"{h.api_base}/repos/{full}"
-        entries = repo.ls_tree(tree, recursive="recursive" in h.query)
-        truncated = len(entries) > TREE_LIMIT
+        # "Setting this parameter to any value returns the objects or subtrees referenced by
+        # the tree ... `0`, `1`, "true", and "false"" (docs.github.com/rest/git/trees).
+        recursive = "recursive" in h.query
+        entries = repo.ls_tree(tree, recursive=recursive)
+        truncated = False
         items = []
-        for e in entries[:TREE_LIMIT]:
+        size = 0
+        for e in entries:
             item: dict[str, Any] = {"path": e.path, "mode": e.mode, "type": e.type, "sha": e.sha}
             if e.type == "blob":
                 item["size"] = e.size or 0
                 item["url"] = f"{base}/git/blobs/{e.sha}"
             elif e.type == "tree":
                 item["url"] = f"{base}/git/trees/{e.sha}"
+            size += len(json.dumps(item)) + 1
+            if recursive and (len(items) >= self.tree_limit or size > self.tree_bytes):
+                truncated = True
+                break
             items.append(item)
         h.send_json(200, {"sha": tree, "url": f"{base}/git/trees/{tree}", "tree": items,
                           "truncated": truncated})

@@ -21,7 +21,19 @@ name), so ``sha=<full sha>`` gives ``{project}-{sha}-{sha}``. With ``path=`` the
 ``{prefix}/{path}/...``.
 
 Auth: a wrong token gets 401 ``{"message": "401 Unauthorized"}``; a private project without a
-token is a 404 ``{"message": "404 Project Not Found"}``.
+token is a 404 ``{"message": "404 Project Not Found"}``. Token scopes and CI job tokens as GitLab
+has them (docs.gitlab.com/security/tokens/access_token_scopes; ``lib/api/files.rb``,
+``lib/api/repositories.rb``): a ``read_repository`` token reads only the files API (and git over
+HTTP), anything else answers 403 ``insufficient_scope``; a job token (``add_job_token``) works
+only in the ``JOB-TOKEN`` header on ``repository/files/:path/raw``, and as
+``gitlab-ci-token:<token>`` for git over HTTP; elsewhere it is a 401.
+
+As GitLab, also: ``repository/compare``'s ``straight`` is a Grape Boolean (``True``, ``1``,
+``yes`` ... are true; anything else not listed is a 400); an archive of a ``path`` the commit
+does not have is 200 with an empty body; archives hold Git LFS objects in place of their
+pointers (``include_lfs_blobs``, default true); the API can live below a relative URL root
+(``relative_root="/gitlab"``). gitlab.com's archive rate limit (5 a minute per project and
+user) is on when ``archive_limit`` is set (``gitlab_com=True``); self-managed GitLab has it off.
 
 Run standalone: ``python -m tests.infra.gitlab_server --repos DIR --token T [--public g/p]``.
 """
@@ -29,7 +41,10 @@ Run standalone: ``python -m tests.infra.gitlab_server --repos DIR --token T [--p
 from __future__ import annotations
 
 import base64
+import binascii
+import gzip
 import hashlib
+import json
 import re
 import threading
 import time
@@ -42,6 +57,7 @@ from urllib.parse import unquote
 from tests.infra import gitrepos
 from tests.infra.gitrepos import ARCHIVE_FORMATS, BareRepo, CommitInfo
 from tests.infra.httpbase import (
+    _GIT_PATH,
     RATE_LIMIT,
     TOO_MANY,
     Auth,
@@ -55,11 +71,31 @@ from tests.infra.httpbase import (
 )
 
 _P = r"/api/v4/projects/(?P<id>[^/]+)"
+# Grape's Boolean coercion (dry-types Params::Bool): `TRUE_VALUES` / `FALSE_VALUES`.
+_TRUE = frozenset({"1", "on", "On", "ON", "t", "true", "True", "TRUE", "T", "y", "yes", "Yes",
+                   "YES", "Y"})
+_FALSE = frozenset({"0", "off", "Off", "OFF", "f", "false", "False", "FALSE", "F", "n", "no",
+                    "No", "NO", "N"})
+# Scopes that may read each kind of endpoint (docs.gitlab.com/security/tokens/
+# access_token_scopes; files.rb: `allow_access_with_scope :read_repository` for GET/HEAD).
+_API_READ = frozenset({"api", "read_api"})
+_FILES_READ = _API_READ | {"read_repository"}
+_FILES = re.compile(_P + r"/repository/files/.+")
+_JOB_TOKEN_ROUTES = re.compile(_P + r"/repository/files/.+/raw")  # job_token_allowed: true
+# lib/gitlab/application_rate_limiter.rb: `project_repositories_archive: { threshold: 5,
+# interval: 1.minute }`; lib/gitlab/repository_archive_rate_limiter.rb: scope
+# [project, user], anonymous threshold 100; lib/api/repositories.rb answers with
+# `render_api_error!({ error: ... }, 429)` and sets no Retry-After or RateLimit-* header.
+GITLAB_COM_ARCHIVE_LIMIT = 5
+ANONYMOUS_ARCHIVE_LIMIT = 100
+ARCHIVE_LIMIT_MESSAGE = "This archive has been requested too many times. Try again later."
+# workhorse/internal/git/archive.go setArchiveHeaders: zip is application/zip, the rest
+# application/octet-stream.
 _MIME = {
-    "tar.gz": "application/gzip",
-    "tar": "application/x-tar",
+    "tar.gz": "application/octet-stream",
+    "tar": "application/octet-stream",
     "zip": "application/zip",
-    "tar.bz2": "application/x-bzip2",
+    "tar.bz2": "application/octet-stream",
 }
 
 
@@ -68,13 +104,22 @@ class GitLabServer(LoopbackServer):
     description = "Loopback GitLab REST API v4 (python-gitlab) + git smart HTTP, on bare repos."
     realm = "GitLab"
     token_prefix = "glpat-"
-    token_headers = ("PRIVATE-TOKEN", "JOB-TOKEN")
+    token_headers = ("PRIVATE-TOKEN",)
     #: Answer compares as GitLab does when it gives up on a large one: `compare_timeout`.
     compare_times_out = False
-    version = "17.0.0"
+    # 17.7 and later answer repository/tree of a missing path with 404 (before: 200 and []).
+    version = "17.7.0"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, relative_root: str = "", gitlab_com: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.relative_root = "/" + relative_root.strip("/") if relative_root.strip("/") else ""
+        #: gitlab.com's archive limit per project and user a minute (None: self-managed).
+        self.archive_limit: int | None = GITLAB_COM_ARCHIVE_LIMIT if gitlab_com else None
+        self._archive_counts: dict[tuple[str, str | None, int], int] = {}
+        self.token_scopes: dict[str, frozenset[str]] = {t: frozenset({"api"})
+                                                        for t in self.tokens}
+        self.job_tokens: set[str] = set()
         self._ids: dict[str, int] = {}
         self._paths: dict[int, str] = {}
         self._id_lock = threading.Lock()
@@ -120,9 +165,75 @@ class GitLabServer(LoopbackServer):
         with self._id_lock:
             return self._paths.get(project_id)
 
+    # ------------------------------------------------------------------ tokens
+    def add_token(self, token: str, scopes: Sequence[str] = ("api",)) -> None:
+        """A personal/project access token with these scopes."""
+        self.tokens = self.tokens | {token}
+        self.token_scopes[token] = frozenset(scopes)
+
+    def add_job_token(self, token: str) -> None:
+        """A CI/CD job token (CI_JOB_TOKEN) of a job that may read every project here."""
+        self.job_tokens.add(token)
+
     # ------------------------------------------------------------------ plumbing
+    @property
+    def external_url(self) -> str:
+        """The URL GitLab is configured with (with its relative URL root)."""
+        return self.url + self.relative_root
+
+    def clone_url(self, repo_path: str) -> str:
+        return f"{self.external_url}/{gitrepos.validate_repo_path(repo_path)}.git"
+
     def routes(self) -> Sequence[Route]:
         return self._routes
+
+    def handle(self, h: Handler) -> None:
+        root = self.relative_root
+        if root:
+            # docs.gitlab.com/install/relative_url: everything, API and git, is below the root.
+            if not (h.raw_path == root or h.raw_path.startswith(root + "/")):
+                self.not_found(h)
+                return
+            h.route_path = h.raw_path[len(root):] or "/"
+        if _GIT_PATH.match(h.route_path):
+            self._git_job_token(h)
+        elif h.route_path.startswith("/api/v4/") and not self._api_auth(h):
+            return
+        super().handle(h)
+
+    def _git_job_token(self, h: Handler) -> None:
+        """Git over HTTP accepts a job token as ``gitlab-ci-token:<token>``."""
+        scheme, _, value = (h.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "basic":
+            return
+        try:
+            user, _, password = base64.b64decode(value.strip()).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return
+        if user == "gitlab-ci-token" and password in self.job_tokens:
+            h.credentials_override = (Auth.VALID, password)
+
+    def _api_auth(self, h: Handler) -> bool:
+        """Job tokens and scopes, as GitLab checks them; False when the answer is sent."""
+        job = h.headers.get("JOB-TOKEN") or h.query.get("job_token")
+        if job is not None:
+            if job in self.job_tokens and _JOB_TOKEN_ROUTES.fullmatch(h.route_path):
+                h.credentials_override = (Auth.VALID, job)
+                return True
+            self.error(h, 401, "401 Unauthorized")
+            return False
+        state, token = h.credentials()
+        if state is Auth.VALID and token is not None:
+            allowed = _FILES_READ if _FILES.fullmatch(h.route_path) else _API_READ
+            if not self.token_scopes.get(token, frozenset()) & allowed:
+                h.send_json(403, {
+                    "error": "insufficient_scope",
+                    "error_description": "The request requires higher privileges than "
+                                         "provided by the access token.",
+                    "scope": "api read_api",
+                })
+                return False
+        return True
 
     def error(self, h: Handler, status: int, message: str) -> None:
         h.send_json(status, {"message": message})
@@ -217,13 +328,13 @@ class GitLabServer(LoopbackServer):
         }
 
     def project_json(self, h: Handler, path: str, pid: int, repo: BareRepo) -> dict[str, Any]:
-        web = f"{self.url}/{path}"
+        web = f"{self.external_url}/{path}"
         name = path.rsplit("/", 1)[-1]
         namespace = path.rsplit("/", 1)[0] if "/" in path else self.user
         ns_name = namespace.rsplit("/", 1)[-1]
         is_user = namespace == self.user
         public = self.is_public(path)
-        api = f"{self.url}/api/v4/projects/{pid}"
+        api = f"{self.external_url}/api/v4/projects/{pid}"
         return {
             "id": pid,
             "description": None,
@@ -389,8 +500,10 @@ class GitLabServer(LoopbackServer):
     def compare(self, h: Handler, m: re.Match[str]) -> None:
         """``repository/compare?from=&to=[&straight=true]``: the commits and the changed files.
 
-        ``straight=true`` compares the two trees directly; otherwise from the merge base, as
-        GitLab does. Each diff entry has GitLab's fields; its ``diff`` text is left empty.
+        ``straight`` true compares the two trees directly; false (the default) from the merge
+        base, as GitLab does (lib/api/repositories.rb: `optional :straight, type: Boolean,
+        default: false`; python-gitlab sends Python's True as ``True``). Each diff entry has
+        GitLab's fields; its ``diff`` text is left empty.
         """
         found = self._project(h, m)
         if not found:
@@ -399,11 +512,15 @@ class GitLabServer(LoopbackServer):
         if not h.query.get("from") or not h.query.get("to"):
             self.error(h, 400, "from, to are missing")
             return
+        straight = h.query.get("straight", "false")
+        if straight not in _TRUE | _FALSE:
+            h.send_json(400, {"error": "straight is invalid"})
+            return
         start = self._commit(h, repo, h.query["from"])
         end = self._commit(h, repo, h.query["to"]) if start else None
         if not start or not end:
             return
-        base = start if h.query.get("straight") == "true" else repo.merge_base(start, end)
+        base = start if straight in _TRUE else repo.merge_base(start, end)
 
         def mode(value: str) -> str:
             return "0" if set(value) == {"0"} else value
@@ -477,10 +594,12 @@ class GitLabServer(LoopbackServer):
         if fmt not in ARCHIVE_FORMATS:
             self.not_found(h)
             return
+        if self._archive_limited(h, path):
+            return
         ref = h.query.get("sha") or ("" if repo.is_empty() else repo.default_branch())
         sha = repo.resolve_commit(ref) if ref else None
         sub = h.query.get("path") or None
-        if sha is None or (sub and repo.entry(sha, sub.strip("/")) is None):
+        if sha is None:
             self.error(h, 404, "404 File Not Found")
             return
         segments = [path.rsplit("/", 1)[-1], ref.replace("/", "-"), sha]
@@ -488,11 +607,39 @@ class GitLabServer(LoopbackServer):
             segments.append(sub.replace("/", "-"))
         prefix = "-".join(segments)
         ext = ARCHIVE_FORMATS[fmt]
-        body = repo.archive_stream(sha, fmt, prefix + "/", [sub.strip("/")] if sub else [])
-        h.send_download_stream(body, _MIME[ext], {
-            "Content-Disposition": f'attachment; filename="{prefix}.{ext}"',
-            "Content-Transfer-Encoding": "binary",
-        })
+        headers = {"Content-Disposition": f'attachment; filename="{prefix}.{ext}"',
+                   "Content-Transfer-Encoding": "binary"}
+        if sub and repo.entry(sha, sub.strip("/")) is None:
+            # Gitaly refuses the path ("path doesn't exist") after Workhorse has sent its 200
+            # (workhorse/internal/git/archive.go: "we're stuck always returning a HTTP 200");
+            # the body stays empty (gitlab-org/gitlab#471955).
+            h.send_data(200, b"", _MIME[ext], headers)
+            return
+        paths = [sub.strip("/")] if sub else []
+        body = repo.archive_stream(sha, fmt, prefix + "/", paths)
+        include_lfs = h.query.get("include_lfs_blobs", "true") not in _FALSE
+        if include_lfs and ext in ("tar.gz", "tar") and self.lfs_objects:
+            # include_lfs_blobs, default true (lib/api/repositories.rb; GitLab 13.5 and later).
+            tar = self.smudge_lfs(b"".join(repo.archive_stream(sha, "tar", prefix + "/", paths)))
+            body = iter([gzip.compress(tar) if ext == "tar.gz" else tar])
+        h.send_download_stream(body, _MIME[ext], headers)
+
+    def _archive_limited(self, h: Handler, path: str) -> bool:
+        """gitlab.com's archive limit: a fixed window per whole minute (`period_key =
+        Time.now.to_i.divmod(interval)`), every request counted; True when it answered 429."""
+        if self.archive_limit is None:
+            return False
+        _state, token = h.credentials()
+        window = int(self.clock() // 60)
+        limit = self.archive_limit if token else ANONYMOUS_ARCHIVE_LIMIT
+        key = (path, token, window)
+        with self._lock:
+            self._archive_counts[key] = count = self._archive_counts.get(key, 0) + 1
+        if count <= limit:
+            return False
+        body = {"message": {"error": ARCHIVE_LIMIT_MESSAGE}}
+        h.send_data(429, json.dumps(body).encode(), "application/json")
+        return True
 
     def _file(self, h: Handler, m: re.Match[str]) -> tuple[Any, ...] | None:
         found = self._project(h, m)

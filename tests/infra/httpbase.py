@@ -19,6 +19,7 @@ import base64
 import binascii
 import contextlib
 import enum
+import hashlib
 import io
 import json
 import logging
@@ -29,6 +30,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -60,12 +62,22 @@ class Auth(enum.Enum):
 
 
 # Fault kinds.
-RATE_LIMIT = "rate_limit"  # 403 with X-RateLimit-Remaining: 0
+RATE_LIMIT = "rate_limit"  # GitHub's primary limit: 403, X-RateLimit-Remaining: 0 and a reset
+SECONDARY = "secondary_rate_limit"  # GitHub's secondary limit: 403/429, a message, maybe no wait
 TOO_MANY = "too_many_requests"  # 429 with Retry-After
 SERVER_ERROR = "server_error"  # 5xx
 DROP = "drop"  # download: headers with Content-Length, part of the body, then close
 SLOW = "slow"  # part of the body, a bounded pause, the rest
-_PRE_RESPONSE = (RATE_LIMIT, TOO_MANY, SERVER_ERROR)
+_PRE_RESPONSE = (RATE_LIMIT, SECONDARY, TOO_MANY, SERVER_ERROR)
+
+#: GitHub's texts (docs.github.com/rest/using-the-rest-api/troubleshooting-the-rest-api;
+#: the bodies as PyGithub's Requester.isPrimaryRateLimitError / isSecondaryRateLimitError
+#: recognise them).
+PRIMARY_MESSAGE = "API rate limit exceeded for user ID 1."
+SECONDARY_MESSAGE = ("You have exceeded a secondary rate limit. Please wait a few minutes "
+                     "before you try again.")
+RATE_LIMIT_DOCS = ("https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+                   "#about-secondary-rate-limits")
 
 
 @dataclass
@@ -155,6 +167,8 @@ class Handler(BaseHTTPRequestHandler):
     _body_consumed: bool = False
     _chunked: bool = False
     _slow_delay: float = 0.0
+    #: Set by a server that authenticated the request its own way (e.g. GitLab's JOB-TOKEN).
+    credentials_override: tuple[Auth, str | None] | None = None
 
     @property
     def app(self) -> LoopbackServer:
@@ -181,6 +195,7 @@ class Handler(BaseHTTPRequestHandler):
         self._body_consumed = False
         self._chunked = False
         self._slow_delay = 0.0
+        self.credentials_override = None
         app = self.app
         encodings = [self.headers.get("Content-Encoding", "")]
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -256,6 +271,8 @@ class Handler(BaseHTTPRequestHandler):
         """(state, token). Accepts ``Authorization: Basic`` (token as password, or as user with
         an empty or ``x-oauth-basic`` password), ``Bearer``/``token`` schemes, and the server's
         extra token headers (e.g. GitLab's ``PRIVATE-TOKEN``)."""
+        if self.credentials_override is not None:
+            return self.credentials_override
         candidate: str | None = None
         for name in self.app.token_headers:
             value = self.headers.get(name)
@@ -446,6 +463,8 @@ class _HTTPServer(ThreadingHTTPServer):
 
 Route = tuple[str, "re.Pattern[str]", Callable[[Handler, "re.Match[str]"], None]]
 
+_LFS_POINTER = re.compile(rb"version https://git-lfs\.github\.com/spec/v1\n"
+                          rb"oid sha256:([0-9a-f]{64})\nsize \d+\n")
 _GIT_PATH = re.compile(r"^/(?P<repo>(?:[^/]+/)*?[^/]+?)\.git(?P<rest>/.*)?$")
 
 
@@ -488,6 +507,10 @@ class LoopbackServer:
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        #: The wall clock of rate-limit windows and resets (tests may drive it).
+        self.clock: Callable[[], float] = time.time
+        #: Git LFS objects the server stores: sha256 hex -> content.
+        self.lfs_objects: dict[str, bytes] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LoopbackServer:
@@ -609,6 +632,34 @@ class LoopbackServer:
         self.faults.clear()
         self.reset_counts()
 
+    # ------------------------------------------------------------------ Git LFS
+    def add_lfs_object(self, content: bytes) -> bytes:
+        """Store ``content`` as a Git LFS object; return the pointer file to commit for it
+        (the format of github.com/git-lfs/git-lfs/blob/main/docs/spec.md)."""
+        oid = hashlib.sha256(content).hexdigest()
+        with self._lock:
+            self.lfs_objects[oid] = content
+        return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\n"
+                f"size {len(content)}\n").encode()
+
+    def smudge_lfs(self, tar: bytes) -> bytes:
+        """An uncompressed tar with every LFS pointer whose object is stored replaced by the
+        object, as Gitaly's archive does with `gitaly-lfs-smudge` as the lfs filter."""
+        with self._lock:
+            objects = dict(self.lfs_objects)
+        out = io.BytesIO()
+        with tarfile.open(fileobj=io.BytesIO(tar), mode="r:") as source, \
+                tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT) as target:
+            for member in source:
+                data = source.extractfile(member) if member.isfile() else None
+                content = data.read() if data is not None else None
+                found = _LFS_POINTER.fullmatch(content) if content is not None else None
+                if found is not None and found.group(1).decode() in objects:
+                    content = objects[found.group(1).decode()]
+                    member.size = len(content)
+                target.addfile(member, io.BytesIO(content) if content is not None else None)
+        return out.getvalue()
+
     # ------------------------------------------------------------------ fault switches
     def fail_next(self, n: int = 1, status: int = 500, match: str | None = None) -> None:
         """Answer the next ``n`` requests (matching the regex ``match``) with a 5xx."""
@@ -624,13 +675,25 @@ class LoopbackServer:
         retry_after: int | None = None,
         message: str | None = None,
     ) -> None:
-        """Answer the next ``n`` requests with 403, X-RateLimit-Remaining: 0 and
-        X-RateLimit-Reset = now + ``reset_in`` (and Retry-After if given)."""
+        """Answer the next ``n`` requests as GitHub's primary limit does: 403,
+        X-RateLimit-Remaining: 0 and X-RateLimit-Reset = now + ``reset_in`` (and Retry-After if
+        given), body "API rate limit exceeded ..."."""
         _bounded(reset_in, 0, MAX_RESET_IN, "reset_in")
         if retry_after is not None:
             _bounded(retry_after, 0, MAX_RETRY_AFTER, "retry_after")
         self.faults.add(RATE_LIMIT, n, match, reset_in=int(reset_in), retry_after=retry_after,
                         message=message)
+
+    def secondary_rate_limit_next(self, n: int = 1, match: str | None = None,
+                                  retry_after: int | None = None, status: int = 403) -> None:
+        """Answer the next ``n`` requests as GitHub's secondary limit does: ``status`` (403 or
+        429) with the secondary-limit message, the usual X-RateLimit-* headers (requests still
+        remain) and Retry-After only if given ("often no retry-after", per GitHub's docs)."""
+        if status not in (403, 429):
+            raise ValueError(f"status must be 403 or 429, got {status}")
+        if retry_after is not None:
+            _bounded(retry_after, 0, MAX_RETRY_AFTER, "retry_after")
+        self.faults.add(SECONDARY, n, match, retry_after=retry_after, status=status)
 
     def too_many_requests_next(self, n: int = 1, retry_after: int = 1,
                                match: str | None = None) -> None:
@@ -661,7 +724,7 @@ class LoopbackServer:
         """(status, headers, body, content type) for a pre-response fault. GitHub-like JSON."""
         ctype = "application/json; charset=utf-8"
         if fault.kind == RATE_LIMIT:
-            reset = int(time.time()) + int(fault.params["reset_in"])
+            reset = int(self.clock()) + int(fault.params["reset_in"])
             headers = {
                 "X-RateLimit-Limit": "5000",
                 "X-RateLimit-Remaining": "0",
@@ -671,16 +734,15 @@ class LoopbackServer:
             }
             if fault.params.get("retry_after") is not None:
                 headers["Retry-After"] = str(fault.params["retry_after"])
-            message = fault.params.get("message") or (
-                "You have exceeded a secondary rate limit. Please wait a few minutes before you "
-                "try again."
-            )
-            body = {
-                "message": message,
-                "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-"
-                "rest-api#about-secondary-rate-limits",
-            }
+            body = {"message": fault.params.get("message") or PRIMARY_MESSAGE,
+                    "documentation_url": RATE_LIMIT_DOCS}
             return 403, headers, json.dumps(body).encode(), ctype
+        if fault.kind == SECONDARY:
+            headers = {}
+            if fault.params.get("retry_after") is not None:
+                headers["Retry-After"] = str(fault.params["retry_after"])
+            body = {"message": SECONDARY_MESSAGE, "documentation_url": RATE_LIMIT_DOCS}
+            return int(fault.params["status"]), headers, json.dumps(body).encode(), ctype
         if fault.kind == TOO_MANY:
             retry_after = str(fault.params["retry_after"])
             body = {"message": "Too Many Requests"}
@@ -770,7 +832,7 @@ class LoopbackServer:
     # ------------------------------------------------------------------ git smart HTTP
     def handle_git(self, h: Handler) -> bool:
         """Serve ``/{repo}.git/...`` through ``git http-backend``; False if not a git path."""
-        m = _GIT_PATH.match(h.raw_path)
+        m = _GIT_PATH.match(h.route_path)
         if m is None:
             return False
         repo = unquote(m.group("repo"))

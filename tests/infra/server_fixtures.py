@@ -21,7 +21,7 @@ fault switches, counters and repositories never leak between tests.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -41,14 +41,15 @@ __all__ = [
     "behind_wan",
     "git_server",
     "github_server",
+    "gitlab_com_server",
     "gitlab_server",
     "wan",
 ]
 
 
-def _server(cls: type[S], factory: pytest.TempPathFactory) -> Iterator[S]:
+def _server(cls: type[S], factory: pytest.TempPathFactory, **options: Any) -> Iterator[S]:
     base = factory.mktemp(f"{cls.kind}-server")
-    server = cls(base / "repos", work_dir=base / "work")
+    server = cls(base / "repos", work_dir=base / "work", **options)
     server.start()
     try:
         yield server
@@ -76,6 +77,12 @@ def gitlab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitLabSe
     yield from _server(GitLabServer, tmp_path_factory)
 
 
+@pytest.fixture
+def gitlab_com_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitLabServer]:
+    """A :class:`GitLabServer` as gitlab.com: its archive limit (5 a minute per project and
+    user) is on, as self-managed GitLab has it off."""
+    yield from _server(GitLabServer, tmp_path_factory, gitlab_com=True)
+
 
 @pytest.fixture
 def wan() -> Iterator[Wan]:
@@ -87,7 +94,13 @@ def wan() -> Iterator[Wan]:
 
 def behind_wan(link: Wan, server: LoopbackServer, name: str | None = None) -> Proxy:
     """A proxy of `link` in front of `server`, whose URLs (links, redirects, clone URLs) then
-    name the proxy, so that every request its clients make crosses the link."""
-    proxy = link.proxy(server.port, name or server.kind)
+    name the proxy, so that every request its clients make crosses the link. A GitHub
+    server's codeload origin gets a proxy of its own, named `<name> codeload`."""
+    name = name or server.kind
+    proxy = link.proxy(server.port, name)
     server.serve_at(proxy.url)
+    # GitHub's archives come from another origin (codeload): behind the link too.
+    codeload = getattr(server, "codeload", None)
+    if isinstance(codeload, LoopbackServer):
+        codeload.serve_at(link.proxy(codeload.port, f"{name} codeload").url)
     return proxy

@@ -380,13 +380,15 @@ class Proxy:
             self._connections.discard(connection)
 
     def close(self) -> None:
+        # The accept loop ends (it polls `stopping`) before the listener is closed: a thread
+        # still in accept() on a closed descriptor could take a later socket's connections.
+        self._thread.join(JOIN_TIMEOUT)
         with contextlib.suppress(OSError):
             self._listener.close()
         with self._lock:
             connections = list(self._connections)
         for connection in connections:
             connection.abort()
-        self._thread.join(JOIN_TIMEOUT)
         for connection in connections:
             for pipe in connection.pipes:
                 for thread in pipe.threads:

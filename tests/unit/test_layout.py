@@ -9,9 +9,11 @@ PACKAGE = Path(__file__).resolve().parents[2] / "builder"
 # Each layer may import the ones after it, never one before it (README, Architecture).
 LAYERS = [
     ["cli"],
+    ["runs"],
     ["targets"],
     ["images"],
     ["decide", "container"],
+    ["project"],
     ["repositories"],
     ["code"],
     ["state"],

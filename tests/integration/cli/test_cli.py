@@ -237,7 +237,8 @@ def test_no_command_ever_prints_a_registered_token(world):
 
 
 def test_status_of_a_git_repository_imports_no_docker_api_clients_or_cli_framework(world):
-    """Nor, once builder.yaml has been read before, the YAML parser."""
+    """Nor the run records (sqlite3), nor, once builder.yaml has been read before, the YAML
+    parser."""
     remote = world.bare("app")
     project = world.project(remote=remote)
     world.builder("code-repository", "register", "app", "--type", "git", "--url", str(remote))
@@ -248,7 +249,8 @@ def test_status_of_a_git_repository_imports_no_docker_api_clients_or_cli_framewo
         f"    main(['status', {str(project)!r}, '--json'])\n"
         "except SystemExit as exit:\n"
         "    assert exit.code == 0, exit.code\n"
-        "names = ('docker', 'github', 'gitlab', 'git', 'requests', 'typer', 'click', 'yaml')\n"
+        "names = ('docker', 'github', 'gitlab', 'git', 'requests', 'typer', 'click', 'yaml',\n"
+        "         'sqlite3', 'builder.runs')\n"
         "heavy = sorted(m for m in names if m in sys.modules)\n"
         "print('HEAVY=' + ','.join(heavy), file=sys.stderr)\n"
     )

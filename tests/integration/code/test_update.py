@@ -237,3 +237,26 @@ def test_a_gitlab_compare_that_timed_out_downloads_in_full(
     assert snapshot(result) == archive_snapshot(handle.bare, sha)
     assert gitlab_server.count(r"/repository/compare") == 1
     assert gitlab_server.count(ARCHIVE) == 1 and gitlab_server.count(r"/repository/files/") == 0
+
+
+def test_an_update_across_diverged_histories_gives_the_new_commit_s_tree(
+    kind: Kind, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The cached commit is on a branch the new one does not contain: the change is tree to
+    tree (GitLab's `straight=True`), not from the merge base, or the branch's own edits stay."""
+    server, handle, repo = _fresh(kind, request, "diverged")
+    fork = commit_rich(handle)
+    on_branch = str(handle.commit({"app/main.py": "print('branch')\n",
+                                   "app/branch_only.py": "b\n"}, "branch work",
+                                  branch="feature"))
+    handle.push("feature")
+    handle.checkout("main")
+    assert handle.head == fork
+    on_main = _next_commit(handle, {"README.md": "# main moved on\n"})
+    cached = download(repo, on_branch, tmp_path / "branch")
+    server.reset_counts()
+    updated = download(repo, on_main, tmp_path / "main", base=CachedTree(on_branch, cached))
+    assert snapshot(updated) == archive_snapshot(handle.bare, on_main)
+    assert (updated / "app" / "main.py").read_text() == "print('hello')\n"
+    assert not (updated / "app" / "branch_only.py").exists()
+    assert server.count(kind.archive) == 0  # an update, not a full download

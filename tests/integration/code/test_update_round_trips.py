@@ -48,7 +48,7 @@ def test_an_update_asks_in_two_round_trips(kind: str, link: Wan, request: pytest
     logged: list[str] = []
     result = download(repo, sha, tmp_path / "code", base=base, log=logged.append)
     assert snapshot(result) == archive_snapshot(handle.bare, sha)
-    assert logged == [f"updated from {first[:12]}: 4 changed files fetched"]
+    assert logged == [f"updated from {first[:12]}: 4 changed files fetched"], server.requests
     stats = proxy.stats()
     asked = server.request_count
     assert asked == (6 if kind == "github" else 5) == len(stats.exchanges)

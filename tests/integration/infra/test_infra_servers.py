@@ -265,14 +265,24 @@ def test_github_pygithub_contract(github_server: GitHubServer) -> None:
 
     top = f"octo-proj-{shas[0][:7]}/"
     link = r.get_archive_link("tarball", shas[0])
-    assert link.startswith(github_server.url + "/")
+    # Like codeload.github.com: another origin, so requests drops Authorization on the way.
+    assert link.startswith(f"{github_server.codeload_url}/octo/proj/legacy.tar.gz/{shas[0]}?")
+    assert github_server.codeload_url != github_server.url
     tar = requests.get(link, timeout=10)  # no Authorization: the link carries a token
     assert tar.status_code == 200
     assert tar_members(tar.content) == archive_members(repo, shas[0], top)
     zipped = requests.get(r.get_archive_link("zipball", shas[0]), timeout=10)
     assert zip_members(zipped.content) == archive_members(repo, shas[0], top, "zip")
-    # Without the token a private archive is a 404.
-    assert requests.get(link.split("?")[0], timeout=10).status_code == 404
+    # Without the URL's token a private archive is a 404, whatever header comes along.
+    auth = {"Authorization": f"token {github_server.token}"}
+    assert requests.get(link.split("?")[0], headers=auth, timeout=10).status_code == 404
+    assert github_server.codeload.authorizations == [auth["Authorization"]]
+    # The API follows the redirect itself without sending the token to codeload.
+    github_server.codeload.authorizations.clear()
+    followed = requests.get(f"{github_server.url}/repos/octo/proj/tarball/{shas[0]}",
+                            headers=auth, timeout=10)
+    assert followed.status_code == 200 and len(followed.history) == 1
+    assert github_server.codeload.authorizations == []
 
 
 def test_github_auth_and_headers(github_server: GitHubServer, tmp_path: Path) -> None:
@@ -444,13 +454,27 @@ def test_fault_rate_limits(github_server: GitHubServer, gitlab_server: GitLabSer
     assert exc.value.headers is not None
     assert exc.value.headers["x-ratelimit-remaining"] == "0"
     assert before + 119 <= int(exc.value.headers["x-ratelimit-reset"]) <= int(time.time()) + 121
-    assert "secondary rate limit" in str(exc.value.data)
+    assert exc.value.data["message"].startswith("API rate limit exceeded")
     assert gh(github_server).get_repo("octo/rl").name == "rl"
+
+    # A secondary limit: the message, requests still remaining, no Retry-After unless given.
+    github_server.secondary_rate_limit_next(1)
+    with pytest.raises(github.GithubException) as exc:
+        gh(github_server).get_repo("octo/rl")
+    assert exc.value.status == 403 and exc.value.headers is not None
+    assert "secondary rate limit" in exc.value.data["message"]
+    assert int(exc.value.headers["x-ratelimit-remaining"]) > 0
+    assert "retry-after" not in exc.value.headers
+    github_server.secondary_rate_limit_next(1, retry_after=9, status=429)
+    resp = requests.get(f"{github_server.url}/repos/octo/rl", timeout=10,
+                        headers={"Authorization": f"token {github_server.token}"})
+    assert resp.status_code == 429 and resp.headers["Retry-After"] == "9"
 
     github_server.too_many_requests_next(1, retry_after=7)
     resp = requests.get(f"{github_server.url}/user", timeout=10)
     assert resp.status_code == 429 and resp.headers["Retry-After"] == "7"
-    assert github_server.faults_fired == {"rate_limit": 1, "too_many_requests": 1}
+    assert github_server.faults_fired == {"rate_limit": 1, "secondary_rate_limit": 2,
+                                          "too_many_requests": 1}
 
     populated(gitlab_server, "grp/rl")
     gitlab_server.too_many_requests_next(1, retry_after=3)
@@ -538,3 +562,137 @@ def test_cli_standalone_serves(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=15)
     assert proc.returncode == 0
+
+
+# ---------------------------------------------------------------------------- real-service edges
+
+
+def test_gitlab_compare_parses_straight_as_grape_does(gitlab_server: GitLabServer) -> None:
+    _repo, shas = populated(gitlab_server, "grp/cmp")
+    p = gitlab.Gitlab(gitlab_server.url, private_token=gitlab_server.token).projects.get(
+        "grp/cmp", lazy=True)
+    # feature tip against main tip: diverged from shas[1].
+    merge_base = {d["new_path"] for d in p.repository_compare(shas[2], shas[3])["diffs"]}
+    assert merge_base == {"README.md"}
+    for value in (True, "true", "1", "yes", "T"):  # python-gitlab sends True as "True"
+        straight = p.repository_compare(shas[2], shas[3], straight=value)["diffs"]
+        assert {d["new_path"] for d in straight} == {"README.md", "feature.txt"}
+    assert {d["new_path"] for d in p.repository_compare(
+        shas[2], shas[3], straight="False")["diffs"]} == merge_base
+    bad = requests.get(f"{gitlab_server.url}/api/v4/projects/grp%2Fcmp/repository/compare",
+                       params={"from": shas[2], "to": shas[3], "straight": "maybe"},
+                       headers={"PRIVATE-TOKEN": gitlab_server.token}, timeout=10)
+    assert (bad.status_code, bad.json()) == (400, {"error": "straight is invalid"})
+
+
+def test_gitlab_archive_of_a_missing_path_is_an_empty_200(gitlab_server: GitLabServer) -> None:
+    _repo, shas = populated(gitlab_server, "grp/arc")
+    url = f"{gitlab_server.url}/api/v4/projects/grp%2Farc/repository/archive.tar.gz"
+    auth = {"PRIVATE-TOKEN": gitlab_server.token}
+    missing = requests.get(url, params={"sha": shas[0], "path": "nope"}, headers=auth,
+                           timeout=10)
+    assert (missing.status_code, missing.content) == (200, b"")
+    assert missing.headers["Content-Type"] == "application/octet-stream"
+    assert missing.headers["Content-Disposition"].startswith("attachment;")
+    no_sha = requests.get(url, params={"sha": "f" * 40}, headers=auth, timeout=10)
+    assert (no_sha.status_code, no_sha.json()) == (404, {"message": "404 File Not Found"})
+
+
+def test_gitlab_token_scopes_and_job_tokens(gitlab_server: GitLabServer, tmp_path: Path) -> None:
+    _repo, shas = populated(gitlab_server, "grp/tok")
+    api = f"{gitlab_server.url}/api/v4/projects/grp%2Ftok"
+    files_only = "glpat-read-repository-only"
+    gitlab_server.add_token(files_only, scopes=("read_repository",))
+    header = {"PRIVATE-TOKEN": files_only}
+    raw = requests.get(f"{api}/repository/files/README.md/raw", params={"ref": shas[0]},
+                       headers=header, timeout=10)
+    assert raw.status_code == 200 and raw.content == b"# demo\n"
+    for path in ("", "/repository/archive.tar.gz", "/repository/tree",
+                 f"/repository/compare?from={shas[0]}&to={shas[1]}"):
+        refused = requests.get(api + path, headers=header, timeout=10)
+        assert refused.status_code == 403 and refused.json()["error"] == "insufficient_scope"
+
+    job = "glcbt-job-token-for-tests"
+    gitlab_server.add_job_token(job)
+    as_job = gitlab.Gitlab(gitlab_server.url, job_token=job).projects.get("grp/tok", lazy=True)
+    assert as_job.files.raw("README.md", ref=shas[0]) == b"# demo\n"  # job_token_allowed
+    for call in (lambda: as_job.repository_archive(sha=shas[0]),
+                 lambda: as_job.repository_compare(shas[0], shas[1]),
+                 lambda: as_job.repository_tree(ref=shas[0])):
+        with pytest.raises(gitlab.exceptions.GitlabError) as refused_job:
+            call()
+        assert refused_job.value.response_code == 401
+    with pytest.raises(gitlab.exceptions.GitlabError) as wrong_header:
+        gitlab.Gitlab(gitlab_server.url, private_token=job).projects.get("grp/tok")
+    assert wrong_header.value.response_code == 401  # a job token is no access token
+    host = gitlab_server.url.split("://", 1)[1]
+    assert shas[3] in git("ls-remote", f"http://gitlab-ci-token:{job}@{host}/grp/tok.git").stdout
+
+
+def test_gitlab_com_archive_rate_limit(gitlab_com_server: GitLabServer) -> None:
+    server = gitlab_com_server
+    _repo, shas = populated(server, "grp/lim")
+    now = [1_800_000_000.0 - 1_800_000_000 % 60 + 30]
+    server.clock = lambda: now[0]
+    url = f"{server.url}/api/v4/projects/grp%2Flim/repository/archive"
+    auth = {"PRIVATE-TOKEN": server.token}
+    answers = [requests.get(url, params={"sha": shas[0]}, headers=auth, timeout=10)
+               for _ in range(6)]
+    assert [a.status_code for a in answers] == [200] * 5 + [429]
+    limited = answers[-1]
+    assert limited.json() == {"message": {"error": "This archive has been requested too "
+                                                   "many times. Try again later."}}
+    assert not any(h.lower().startswith(("retry-after", "ratelimit")) for h in limited.headers)
+    now[0] += 29  # the same minute: still limited, and counted
+    assert requests.get(url, headers=auth, timeout=10).status_code == 429
+    now[0] += 1  # the next whole minute
+    assert requests.get(url, headers=auth, timeout=10).status_code == 200
+    assert [requests.get(url, headers=auth, timeout=10).status_code
+            for _ in range(5)] == [200] * 4 + [429]
+    populated(server, "grp/other")
+    other = url.replace("grp%2Flim", "grp%2Fother")
+    assert requests.get(other, headers=auth, timeout=10).status_code == 200  # per project
+    assert requests.get(url, timeout=10).status_code == 404  # private: no anonymous count
+
+
+def test_github_recursive_tree_truncation(github_server: GitHubServer) -> None:
+    repo, shas = populated(github_server, "octo/trunc")
+    r = gh(github_server).get_repo("octo/trunc")
+    whole = ls_tree_paths(repo, shas[0])
+    for value in ("1", "0", "false"):  # "any value" is recursive
+        answer = requests.get(f"{github_server.url}/repos/octo/trunc/git/trees/{shas[0]}",
+                              params={"recursive": value}, timeout=10,
+                              headers={"Authorization": f"token {github_server.token}"}).json()
+        assert {e["path"] for e in answer["tree"]} == whole and not answer["truncated"]
+    github_server.tree_limit = 3
+    cut = r.get_git_tree(shas[0], recursive=True)
+    assert cut.raw_data["truncated"] is True and len(cut.tree) == 3
+    top = r.get_git_tree(shas[0])  # not recursive: not limited the same way
+    assert not top.raw_data["truncated"]
+    assert {e.path for e in top.tree} == {p for p in whole if "/" not in p}
+
+
+def test_lfs_objects_in_archives(github_server: GitHubServer, gitlab_server: GitLabServer) -> None:
+    content = b"\x00large binary model\xff" * 100
+    for server in (github_server, gitlab_server):
+        pointer = server.add_lfs_object(content)
+        repo = server.create_repo("grp/lfs")
+        sha = repo.commit({".gitattributes": "*.bin filter=lfs diff=lfs merge=lfs -text\n",
+                           "model.bin": pointer, "small.txt": "s\n"})
+        repo.push()
+        if server is gitlab_server:
+            url = f"{server.url}/api/v4/projects/grp%2Flfs/repository/archive.tar.gz"
+            auth = {"PRIVATE-TOKEN": server.token}
+            smudged = requests.get(url, params={"sha": sha}, headers=auth, timeout=10)
+            pointers = requests.get(url, params={"sha": sha, "include_lfs_blobs": "false"},
+                                    headers=auth, timeout=10)
+            top = f"lfs-{sha}-{sha}/"
+        else:
+            r = gh(github_server).get_repo("grp/lfs")
+            pointers = requests.get(r.get_archive_link("tarball", sha), timeout=10)
+            github_server.include_lfs_in_archives("grp/lfs")
+            smudged = requests.get(r.get_archive_link("tarball", sha), timeout=10)
+            top = f"grp-lfs-{sha[:7]}/"
+        assert tar_members(smudged.content)[top + "model.bin"] == content
+        assert tar_members(pointers.content)[top + "model.bin"] == pointer
+        assert tar_members(smudged.content)[top + "small.txt"] == b"s\n"

@@ -8,6 +8,7 @@ proxy only ever adds time, so a slow outlier is this shared machine, not the lin
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -70,6 +71,11 @@ class Peer:
                         conn.sendall(line + b"\n")
 
     def close(self) -> None:
+        # shutdown() wakes the thread in accept(); closing first could leave it accepting on
+        # the descriptor number a later test's socket gets.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.thread.join(10)
         self.listener.close()
 
 
@@ -155,8 +161,8 @@ def test_rates_within_ten_percent(peer: Peer) -> None:
                 receive(sock, down_bytes)
                 return time.perf_counter() - started - profile.rtt
 
-            assert within(best(2, upload), up_bytes * 8 / profile.up_bps)
-            assert within(best(2, download), down_bytes * 8 / profile.down_bps)
+            assert within(best(3, upload), up_bytes * 8 / profile.up_bps)
+            assert within(best(3, download), down_bytes * 8 / profile.down_bps)
 
 
 def test_connections_share_the_link(peer: Peer) -> None:
@@ -247,25 +253,30 @@ def test_sequential_round_trips_of_intervals() -> None:
 
 def test_github_download_crosses_the_link(github_server: GitHubServer, wan: Wan,
                                           tmp_path: Path) -> None:
-    """A server behind the link names the proxy in its redirects: every request crosses it."""
+    """A server behind the link names the proxy in its redirects: every request crosses it,
+    the archive's too, from its own origin (codeload) behind a proxy of its own."""
     from builder.code.download import download
 
     repo = github_server.create_repo("octo/app")
     sha = repo.commit({f"src/m{i}.py": f"print({i})\n" * 50 for i in range(20)}, "first")
     repo.push()
     proxy = behind_wan(wan, github_server)
+    codeload = wan.proxies["github codeload"]
     assert github_server.url == proxy.url != github_server.direct_url
+    assert github_server.codeload.url == codeload.url
     code = GitHubCodeRepository("app", "app", {
         "owner": "octo", "repository": "app", "url": github_server.url,
         "api_url": github_server.url, "token": github_server.token,
     })
     github_server.reset_counts()
     download(code, sha, tmp_path / "tree")
-    stats = proxy.stats()
     assert github_server.request_count == 2  # the API's redirect, then the archive
-    assert len(stats.exchanges) == github_server.request_count
-    assert stats.sequential_round_trips >= 2 + WanProfile().handshake_rtts
-    assert stats.bytes_down > sum(p.stat().st_size for p in (tmp_path / "tree").rglob("*.py")) / 20
+    assert (len(proxy.stats().exchanges), len(codeload.stats().exchanges)) == (1, 1)
+    stats = wan.stats()
+    # two connections, one after the other: each its handshake and one exchange
+    assert stats.sequential_round_trips == 2 * (1 + WanProfile().handshake_rtts)
+    assert codeload.stats().bytes_down > sum(
+        p.stat().st_size for p in (tmp_path / "tree").rglob("*.py")) / 20
     assert len(list((tmp_path / "tree" / "src").iterdir())) == 20
 
 

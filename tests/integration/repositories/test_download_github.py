@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from builder.code.download import download
+from builder.code.download import CachedTree, download
 from builder.code.retry import RetryPolicy
 from builder.errors import (
     AuthenticationError,
@@ -34,7 +34,7 @@ from tests.integration.code.test_download_common import (
 )
 
 TARBALL = r"/tarball/"
-CODELOAD = r"/_codeload/"
+CODELOAD = r"/legacy\.(?:tar\.gz|zip)/"
 
 
 def github_repo(server: GitHubServer, full: str = "octo/proj", token: str | None = "server",
@@ -85,6 +85,9 @@ def test_whole_tree_equals_git_archive_in_two_requests(rich: Any, downloads: Pat
     assert "app/empty_dir" not in snapshot(result)  # git does not track empty directories
     assert server.request_count == 2
     assert server.count(TARBALL) == 1 and server.count(CODELOAD) == 1
+    # The archive came from the codeload origin on the URL's one-off token alone: the token
+    # itself never went there.
+    assert server.codeload.authorizations == []
 
 
 def test_subdirectory_equals_git_archive_of_its_tree(rich: Any, downloads: Path) -> None:
@@ -284,7 +287,7 @@ def test_corrupt_archive_fails_without_retry(rich: Any, downloads: Path,
     assert_nothing_left(downloads)
 
 
-def test_secondary_rate_limit_waits_for_reset(rich: Any, downloads: Path) -> None:
+def test_primary_rate_limit_fault_waits_for_reset(rich: Any, downloads: Path) -> None:
     server, handle, sha = rich
     server.rate_limit_next(1, reset_in=3, match=TARBALL)
     sleeps = Sleeps()
@@ -391,3 +394,82 @@ def test_a_download_never_runs_without_submodules(github_server: GitHubServer,
     with pytest.raises(NotFoundError):
         download(github_repo(github_server), sha, downloads / "code")
     assert_nothing_left(downloads)
+
+
+# ---------------------------------------------------------------------------- truncated trees
+
+
+def _deep_repo(server: GitHubServer) -> tuple[Any, str]:
+    """40 files in 8 directories, a symlink, and a submodule below app/."""
+    lib = server.create_repo("octo/lib")
+    first, _second = two_commits(lib)
+    handle = server.create_repo("octo/big")
+    files = {f"{top}/{sub}/f{i}.py": f"{top}{sub}{i}\n" for top in ("app", "other")
+             for sub in ("a", "b", "c", "d") for i in range(5)}
+    handle.commit(files, "many files")
+    return handle, add_gitlink(handle, "app/vendor/lib", first, "../lib.git")
+
+
+@pytest.mark.parametrize("limit", ["entries", "bytes"])
+def test_a_truncated_tree_listing_is_completed_subtree_by_subtree(
+        github_server: GitHubServer, downloads: Path, limit: str) -> None:
+    handle, sha = _deep_repo(github_server)
+    if limit == "entries":
+        github_server.tree_limit = 30  # GitHub's 100,000, scaled down
+    else:
+        github_server.tree_bytes = 6000  # GitHub's 7 MB, scaled down
+    github_server.reset_counts()
+    result = download(github_repo(github_server, "octo/big"), sha, downloads / "code",
+                      verify=True)
+    assert (result / "app/vendor/lib/lib.py").read_text() == "VERSION = 1\n"
+    assert snapshot(result / "app/a") == archive_snapshot(handle.bare, sha, "app/a")
+    # The truncated root, its own level, then each top-level subtree (complete at that size).
+    trees = [path for method, path in github_server.requests if "/git/trees/" in path]
+    assert len(trees) == 4
+
+
+def test_a_truncated_listing_walks_only_towards_the_subdirectory(github_server: GitHubServer,
+                                                                 downloads: Path) -> None:
+    handle, sha = _deep_repo(github_server)
+    github_server.tree_limit = 8
+    github_server.reset_counts()
+    result = download(github_repo(github_server, "octo/big"), sha, downloads / "code",
+                      "app/b", verify=True)
+    assert snapshot(result) == archive_snapshot(handle.bare, sha, "app/b")
+    # root (truncated) + root level + app (truncated) + app's level + app/b: never other/.
+    assert github_server.count(r"/git/trees/") == 5
+
+
+def test_a_truncated_listing_makes_an_update_download_the_archive(
+        github_server: GitHubServer, tmp_path: Path) -> None:
+    handle = github_server.create_repo("octo/wide")
+    first = str(handle.commit({f"d{i}/f.py": f"{i}\n" for i in range(30)}))
+    handle.push()
+    cached = download(github_repo(github_server, "octo/wide"), first, tmp_path / "first")
+    second = str(handle.commit({"d0/f.py": "changed\n"}))
+    handle.push()
+    github_server.tree_limit = 10
+    github_server.reset_counts()
+    result = download(github_repo(github_server, "octo/wide"), second, tmp_path / "second",
+                      base=CachedTree(first, cached))
+    assert snapshot(result) == archive_snapshot(handle.bare, second)
+    # both listings go out at once; a truncated one makes it the archive, and no walk
+    assert github_server.count(r"/git/trees/") == 2
+    assert github_server.count(TARBALL) == 1 and github_server.count(r"/git/blobs/") == 0
+
+
+# ---------------------------------------------------------------------------- PyGithub
+
+
+def test_no_deprecated_pygithub_call(rich: Any, downloads: Path) -> None:
+    """PyGithub 2.9 deprecates get_repo(lazy=); builder uses the client's laziness there."""
+    import warnings
+
+    server, _handle, sha = rich
+    repo = github_repo(server)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        download(repo, sha, downloads / "code", verify=True)
+        answer, _why = github_api.branch_contains(repo, sha, [("main", sha)], timeout=10,
+                                                  limit=5)
+    assert answer is True

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from builder.code.download import download
+from builder.code.download import CachedTree, download
 from builder.code.retry import RetryPolicy
 from builder.errors import (
     AuthenticationError,
@@ -36,7 +36,8 @@ ARCHIVE = r"/repository/archive"
 def gitlab_repo(server: GitLabServer, path: str = "grp/sub/proj",
                 token: str | None = "server") -> GitLabCodeRepository:
     group, _, project = path.rpartition("/")
-    config: dict[str, Any] = {"group": group, "project": project, "url": server.url}
+    config: dict[str, Any] = {"group": group, "project": project,
+                              "url": server.external_url}
     if token is not None:
         config["token"] = server.token if token == "server" else token
     return GitLabCodeRepository("id", "gl", config)
@@ -125,9 +126,14 @@ def test_wrong_commit_and_wrong_path(rich: Any, downloads: Path) -> None:
     with pytest.raises(NotFoundError, match="was pushed") as caught:
         download(gitlab_repo(server), "deadbeef" * 5, downloads / "code")
     assert_no_secret(str(caught.value), server.token)
-    with pytest.raises(NotFoundError, match="'nope'"):
+    server.reset_counts()
+    with pytest.raises(NotFoundError) as caught:
         download(gitlab_repo(server), sha, downloads / "code", "nope")
-    assert server.request_count == 2
+    # GitLab answers a path the commit lacks with 200 and an empty body: builder asks the tree
+    # API and names the directory, instead of calling the archive corrupt.
+    assert str(caught.value) == (f"GitLab project grp/sub/proj at {sha[:12]}: the commit has no "
+                                 "directory 'nope' (GitLab answered with an empty archive)")
+    assert server.count(ARCHIVE) == 1 and server.count(r"/repository/tree") == 1
     assert_nothing_left(downloads)
 
 
@@ -199,3 +205,61 @@ def test_submodule_elsewhere_fails_with_a_way_forward(gitlab_server: GitLabServe
     with pytest.raises(DownloadError, match="--type git"):
         download(gitlab_repo(gitlab_server), sha, downloads / "code")
     assert_nothing_left(downloads)
+
+
+# ---------------------------------------------------------------------------- tokens
+
+
+def test_a_read_repository_token_is_told_to_get_read_api(rich: Any, downloads: Path) -> None:
+    server, _handle, sha = rich
+    token = "glpat-files-only-0123456789"
+    server.add_token(token, scopes=("read_repository",))
+    with pytest.raises(AuthenticationError) as caught:
+        download(gitlab_repo(server, token=token), sha, downloads / "code")
+    message = str(caught.value)
+    assert "HTTP 403 (insufficient_scope)" in message
+    assert "needs the read_api scope (read_repository covers only the files API" in message
+    assert_no_secret(message, token)
+    assert server.request_count == 1
+    assert_nothing_left(downloads)
+
+
+def test_a_ci_job_token_is_refused_by_the_archive_api_with_a_way_forward(
+        rich: Any, downloads: Path) -> None:
+    server, _handle, sha = rich
+    job = "glcbt-64-job-token-0123456789"
+    server.add_job_token(job)
+    with pytest.raises(AuthenticationError) as caught:
+        download(gitlab_repo(server, token=job), sha, downloads / "code")
+    assert "a CI job token is not accepted here" in str(caught.value)
+    assert "--type git" in str(caught.value)
+    assert_no_secret(str(caught.value), job)
+    assert_nothing_left(downloads)
+
+
+# ---------------------------------------------------------------------------- relative URL root
+
+
+def test_gitlab_under_a_relative_url_root(tmp_path_factory: pytest.TempPathFactory,
+                                          downloads: Path) -> None:
+    base = tmp_path_factory.mktemp("gitlab-root")
+    server = GitLabServer(base / "repos", work_dir=base / "work", relative_root="/gitlab")
+    server.start()
+    try:
+        handle = server.create_repo("grp/proj")
+        first = commit_rich(handle)
+        repo = gitlab_repo(server, "grp/proj")
+        assert repo.url == server.url + "/gitlab"
+        repo.login()
+        cached = download(repo, first, downloads / "first", "app", verify=True)
+        second = str(handle.commit({"app/main.py": "print('moved')\n"}))
+        handle.push()
+        server.reset_counts()
+        updated = download(repo, second, downloads / "second", "app",
+                           base=CachedTree(first, cached))
+        assert snapshot(updated) == archive_snapshot(handle.bare, second, "app")
+        assert server.count(ARCHIVE) == 0  # the compare and one file, below /gitlab
+        assert all(path.startswith("/gitlab/api/v4/") for _m, path in server.requests)
+        assert server.request_count == 2
+    finally:
+        server.stop()

@@ -12,6 +12,8 @@ from builder.code.retry import (
     RetryPolicy,
     check_status,
     is_rate_limited,
+    limit_reset,
+    named_wait,
     server_wait,
 )
 from builder.errors import (
@@ -40,9 +42,12 @@ class FakeTime:
         self.now += seconds
 
 
-def policy(fake: FakeTime, jitter: float = 1.0, **limits: float) -> RetryPolicy:
-    return RetryPolicy(sleep=fake.sleep, clock=fake.clock, wall_clock=lambda: NOW,
-                       jitter=lambda: jitter, **limits)  # type: ignore[arg-type]
+def policy(fake: FakeTime, jitter: float = 1.0, announced: list[str] | None = None,
+           **limits: float) -> RetryPolicy:
+    said = announced if announced is not None else []
+    return RetryPolicy(sleep=fake.sleep, clock=fake.clock, wall_clock=lambda: NOW + fake.now,
+                       jitter=lambda: jitter, announce=said.append,
+                       **limits)  # type: ignore[arg-type]
 
 
 def failing(times: int, error: DownloadError | None = None, wait: float | None = None,
@@ -199,11 +204,99 @@ def test_check_status_classifies() -> None:
     assert isinstance(caught.value.error, RateLimitError) and caught.value.wait == 1.0
     reset = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(NOW) + 9)}
     with pytest.raises(Retryable) as caught:
-        check_status(403, reset, "API rate limit exceeded", what="x", final=_final, now=NOW)
-    assert caught.value.wait == 10.0
+        check_status(403, reset, "API rate limit exceeded", what="x", final=_final)
+    assert caught.value.until == NOW + 10 and caught.value.requested(NOW) == 10.0
+    with pytest.raises(Retryable) as caught:
+        check_status(429, {}, "", what="x", final=_final)
+    assert caught.value.requested(NOW) is None  # nothing named: backoff
     with pytest.raises(AuthenticationError, match="final 401"):
         check_status(401, {}, "Bad credentials", what="x", final=_final)
     with pytest.raises(AuthenticationError, match="final 403"):
         check_status(403, {"X-RateLimit-Remaining": "100"}, "Forbidden", what="x", final=_final)
     with pytest.raises(NotFoundError, match="final 404"):
         check_status(404, {}, "Not Found", what="x", final=_final)
+
+
+# ---------------------------------------------------------------------------- rate-limit waits
+
+
+def test_a_window_limit_waits_for_the_next_window_and_says_why() -> None:
+    fake = FakeTime()
+    fake.now = 57.0  # NOW is 20 s into a minute: the wall clock reads 17 s into one
+    said: list[str] = []
+    p = policy(fake, jitter=0.5, announced=said)
+    limit = RateLimitError("archive: rate limited (HTTP 429)")
+    calls = {"n": 0}
+
+    def operation() -> str:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise Retryable(limit, window=60.0, spread=3.0, reason="5 a minute")
+        return "ok"
+
+    assert p.run(operation) == "ok"
+    assert fake.sleeps == [43.0 + 1.5]
+    assert said == ["archive: rate limited (HTTP 429); 5 a minute: waiting 44 s before try 2 of 5"]
+
+
+def test_a_limit_that_names_no_wait_waits_at_least_the_floor_and_doubles() -> None:
+    fake = FakeTime()
+    said: list[str] = []
+    p = policy(fake, jitter=0.0, announced=said, max_seconds=300.0, max_tries=10)
+    limit = RateLimitError("limited")
+
+    def operation() -> str:
+        raise Retryable(limit, at_least=60.0, reason="secondary", advice="fewer at once")
+
+    with pytest.raises(RateLimitError) as caught:
+        p.run(operation)
+    assert fake.sleeps == [60.0, 120.0]  # then 240 s would end after the 300 s budget
+    assert str(caught.value) == (
+        "limited; secondary (gave up after 3 tries in 180.0 s: waiting 240 s more would pass "
+        "the 300 s retry budget (BUILDER_RETRY_MAX_SECONDS)); fewer at once")
+    assert len(said) == 2 and said[0].endswith("waiting 60 s before try 2 of 10")
+
+
+def test_short_backoffs_are_not_announced_and_long_ones_are() -> None:
+    fake = FakeTime()
+    said: list[str] = []
+    policy(fake, announced=said, base_delay=0.5).run(failing(2))
+    assert said == []
+    policy(fake, announced=said, base_delay=8.0, max_delay=8.0).run(failing(1))
+    assert said == ["boom: waiting 8.0 s before try 2 of 5"]
+
+
+def test_the_deadline_bounds_every_wait() -> None:
+    fake = FakeTime()
+    p = policy(fake, jitter=0.0, max_wait=100.0).within(30.0)
+    with pytest.raises(RateLimitError, match=r"waiting 50 s more would pass the download's "
+                                             r"deadline"):
+        p.run(failing(5, RateLimitError("limited"), wait=50.0))
+    assert fake.sleeps == []
+    sooner = p.within(1000.0)
+    assert sooner.deadline == p.deadline  # never extended
+    assert policy(fake, jitter=0.0).within(30.0).run(failing(1, wait=20.0)) == "ok after 2"
+
+
+def test_a_named_wait_beyond_the_cap_says_why_and_what_to_do() -> None:
+    fake = FakeTime()
+    p = policy(fake, max_wait=60.0)
+    error = RateLimitError("limited")
+    with pytest.raises(RateLimitError) as caught:
+        p.run(lambda: (_ for _ in ()).throw(Retryable(
+            error, until=NOW + 3000, reason="used up until 12:50:00 UTC", advice="use a token")))
+    assert str(caught.value) == (
+        "limited; used up until 12:50:00 UTC (the server asks to wait 3000 s, more than the "
+        "60 s builder waits; try again later or raise BUILDER_RETRY_MAX_WAIT); use a token")
+
+
+def test_named_waits_from_headers() -> None:
+    error = DownloadError("x")
+    assert named_wait(error, {}) is None
+    assert named_wait(error, {"Retry-After": "7"}).requested(NOW) == 7.0  # type: ignore[union-attr]
+    date = email.utils.formatdate(NOW + 30, usegmt=True)
+    assert named_wait(error, {"Retry-After": date}).requested(NOW) == 30.0  # type: ignore[union-attr]
+    reset = {"RateLimit-Remaining": "0", "RateLimit-Reset": str(int(NOW) + 5)}
+    assert limit_reset(reset) == NOW + 6
+    assert named_wait(error, reset).requested(NOW) == 6.0  # type: ignore[union-attr]
+    assert limit_reset({"RateLimit-Remaining": "3", "RateLimit-Reset": str(int(NOW))}) is None

@@ -128,3 +128,6 @@ def test_strip_credentials_and_api_url():
     assert strip_credentials("git@github.com:a/b") == "git@github.com:a/b"
     assert default_api_url("https://github.com") == "https://api.github.com"
     assert default_api_url("https://ghe.corp/") == "https://ghe.corp/api/v3"
+    # GitHub Enterprise Cloud with data residency serves its API on an api. subdomain.
+    assert default_api_url("https://acme.ghe.com") == "https://api.acme.ghe.com"
+    assert default_api_url("https://acme.ghe.com/") == "https://api.acme.ghe.com"

@@ -235,6 +235,23 @@ def test_the_schema_check_catches_a_broken_job(version):
         validate(job, version, strict=True)
 
 
+def test_the_run_id_is_an_annotation_of_the_job_and_a_label_of_a_service():
+    from dataclasses import replace
+
+    from builder.targets.swarm import LABEL_PREFIX as SWARM_PREFIX
+    from builder.targets.swarm import service_plan
+
+    plain = workload()
+    recorded = replace(plain, run_id="0123456789abcdef" * 2)
+    secret = token_secret_name(TOKEN)
+    manifest, unrecorded = k8s.job_manifest(recorded, secret), k8s.job_manifest(plain, secret)
+    assert manifest["metadata"]["annotations"]["org.builder/run-id"] == recorded.run_id
+    assert manifest["metadata"]["name"] == unrecorded["metadata"]["name"]
+    assert "org.builder/run-id" not in unrecorded["metadata"]["annotations"]
+    assert service_plan(recorded).labels[SWARM_PREFIX + "run-id"] == recorded.run_id
+    assert TOKEN not in json.dumps(manifest["metadata"])
+
+
 # ---- the node-level cache (opt-in) -------------------------------------------------------
 
 
