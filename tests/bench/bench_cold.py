@@ -123,7 +123,7 @@ def floor_scenario(ctx: BenchContext, size: str) -> Result:
     rss = ours_series.metrics["rss"]
     result = Result(
         "e",
-        "cold start: download into the cache, code dir filled",
+        "cold start against its floor",
         project.describe(),
         ours_series,
         floor_series,
@@ -185,7 +185,7 @@ def fan_out_scenario(ctx: BenchContext, size: str) -> Result:
     ours_archives = shared.metrics["archives"]
     result = Result(
         "e",
-        f"fan-out: {FAN_OUT} containers start one commit at once",
+        f"fan-out: {FAN_OUT} containers, one commit",
         project.describe(),
         shared,
         separate,
