@@ -12,6 +12,8 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	@# the distribution was called `builder` before it became `builder-cli`
+	$(PY) -m pip uninstall --quiet --yes builder 2>/dev/null || true
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 

@@ -69,3 +69,46 @@ class EngineError(BuilderError):
 
 class BuildError(BuilderError):
     """An image build failed."""
+
+
+class CodeDirError(BuilderError):
+    """The code dir holds something builder did not put there; nothing was changed."""
+
+
+class DeadlineError(DownloadError):
+    """A download did not finish within its overall deadline."""
+
+
+_FIXES = {
+    "EROFS": "the file system is read-only: use a writable location",
+    "EACCES": "permission denied: make it writable for this user, or use another location",
+    "EPERM": "operation not permitted: make it writable for this user, or use another location",
+    "ENOSPC": "no space left on the device: free some space and try again",
+    "EDQUOT": "the disk quota is exceeded: free some space and try again",
+    "ENOTDIR": "a file is where a directory is needed: remove or rename it",
+    "EEXIST": "a file is where a directory is needed: remove or rename it",
+    "EISDIR": "a directory is where a file is needed: remove or rename it",
+    "ENAMETOOLONG": "the path is too long",
+    "ELOOP": "too many levels of symbolic links",
+    "EMFILE": "too many open files: raise the limit (ulimit -n)",
+    "ENOMEM": "out of memory",
+    "EIO": "an input/output error from the device",
+}
+
+
+def describe_os_error(exc: OSError, what: str = "") -> str:
+    """One line for a failed file operation: what, the path(s), why, and what to do."""
+    import errno as errno_names
+
+    name = errno_names.errorcode.get(exc.errno or 0, "")
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2)
+                        if p is not None and str(p) not in what)
+    reason = _FIXES.get(name) or (exc.strerror or type(exc).__name__).lower()
+    head = " ".join(part for part in (what, paths) if part)
+    return f"{head}: {reason}" if head else reason
+
+
+def from_os_error(exc: OSError, what: str = "", hint: str = "") -> BuilderError:
+    """A `BuilderError` (exit 1: a machine fault, not a usage error) for an `OSError`."""
+    line = describe_os_error(exc, what)
+    return BuilderError(f"{line}; {hint}" if hint else line)

@@ -8,6 +8,13 @@ import sys
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] != ["entrypoint"]:
+        # No core dumps: the environment may hold a token ({{env.NAME}}). The process is made
+        # undumpable too once it reads a secret; the entrypoint does both before it reads
+        # one (a warm start never does).
+        from builder.state import coredump
+
+        coredump.disable(undumpable=False)
     if args[:1] == ["entrypoint"]:
         _entrypoint_fast_path(args)
     if args[:1] == ["status"]:
@@ -143,6 +150,13 @@ def _fail(exc: BaseException) -> None:
     if isinstance(exc, KeyboardInterrupt):
         message("builder: interrupted")
         sys.exit(130)
+    if isinstance(exc, (OSError, MemoryError)) and not os.environ.get("BUILDER_DEBUG"):
+        # a machine fault (disk full, read-only, permissions), not a bug: say where and why
+        from builder.errors import describe_os_error
+
+        line = describe_os_error(exc) if isinstance(exc, OSError) else "out of memory"
+        message(f"builder: error: {_one_line(line)}")
+        sys.exit(1)
     if os.environ.get("BUILDER_DEBUG"):
         raise exc
     message(

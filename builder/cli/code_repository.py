@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from builder.cli.options import parse_key_values
+from builder.cli.options import TYPER_SUGGESTS_COMMANDS, parse_key_values
 from builder.cli.output import emit, emit_json, message, table
 from builder.repositories import registry
 from builder.state.store import Store
@@ -15,6 +15,7 @@ app = typer.Typer(
     help="Register the remote repositories your code is pushed to.",
     no_args_is_help=True,
     rich_markup_mode=None,
+    suggest_commands=TYPER_SUGGESTS_COMMANDS,
 )
 
 REGISTER_HELP = """Register a code repository.
@@ -84,8 +85,10 @@ def describe(
 @app.command("delete")
 def delete(name: str = typer.Argument(...)) -> None:
     """Delete a code repository (and the token stored for it)."""
-    record = registry.delete(Store.default(), name)
+    record, note = registry.delete(Store.default(), name)
     message(f"deleted code repository {record.name!r}")
+    if note:
+        message(f"builder: {note}")
 
 
 def _location(config: dict[str, str]) -> str:

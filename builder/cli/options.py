@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import click.exceptions
+
 from builder.errors import UsageError
+
+# click >= 8.4 suggests a close command name itself ("No such command 'stauts'. Did you mean
+# 'status'?"); typer's own suggestion would then print the hint a second time.
+TYPER_SUGGESTS_COMMANDS = not hasattr(click.exceptions, "NoSuchCommand")
 
 
 def parse_key_values(args: list[str], what: str) -> dict[str, str]:

@@ -67,7 +67,13 @@ def run(
     from builder.runs.recording import recorded
     from builder.state.settings import load_settings
     from builder.state.store import Store
-    from builder.targets.local import RunOptions, build_for_run, run_container, token_file
+    from builder.targets.local import (
+        RunOptions,
+        build_for_run,
+        remove_orphans,
+        run_container,
+        run_files,
+    )
 
     check_project(load_settings(path))  # bad input first: exit 2, no engine, no record
     store = Store.default()
@@ -79,15 +85,16 @@ def run(
                   env_names=_names(env)) as recording:
         engine = Engine.connect()
         try:
+            remove_orphans(engine.client, store.home, _log)
             result, spec = build_for_run(path, options, push=push, no_reuse=no_reuse,
                                          store=store, engine=engine, warn=warn, message=message,
                                          environ=os.environ)
             recording.built(result, engine, spec)
             message(f"builder: run {recording.record.short_id}")
-            with token_file(spec.token, store.home / "run") as token_path:
+            with run_files(spec.token, store.home) as files:
                 code = run_container(
-                    engine.client, replace(spec, labels=recording.labels()), token_path,
-                    log=lambda line: message(f"builder: {line}"),
+                    engine.client, replace(spec, labels=recording.labels()), files.token,
+                    log=_log, labels=files.labels,
                 )
             recording.finish(code)
         finally:
@@ -142,6 +149,7 @@ def _run_on_target(
                 from builder.targets import swarm
 
                 swarm.require_manager(engine.client)
+                swarm.remove_orphans(engine.client, store.home, _log)
             workload = prepare(
                 path, target, options, no_reuse=no_reuse, store=store, engine=engine,
                 registry_required=target == "swarm", message=message, warn=warn,
@@ -151,9 +159,11 @@ def _run_on_target(
             workload = replace(workload, run_id=recording.id)
             message(f"builder: run {recording.record.short_id}")
             if target == "swarm":
-                code = swarm.run_service(
-                    engine.client, workload, log=lambda line: message(f"builder: {line}")
-                )
+                from builder.targets.local import run_files
+
+                with run_files(None, store.home) as files:
+                    code = swarm.run_service(engine.client, workload, log=_log,
+                                             labels=files.labels)
                 recording.finish(code)
                 return code
             kubernetes.emit(workload, include_secret=include_secret, out=sys.stdout,
@@ -162,3 +172,7 @@ def _run_on_target(
             return 0
         finally:
             engine.close()
+
+
+def _log(line: str) -> None:
+    message(f"builder: {line}")

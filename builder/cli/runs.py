@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from builder.cli.options import TYPER_SUGGESTS_COMMANDS
 from builder.cli.output import emit, emit_json, message, table, warn
 from builder.cli.runs_report import DEFAULT_LIMIT, show_runs
 from builder.errors import UsageError
@@ -18,6 +19,7 @@ app = typer.Typer(
     help="What every `builder run` and `builder build` ran: list, show, rerun, prune.",
     no_args_is_help=True,
     rich_markup_mode=None,
+    suggest_commands=TYPER_SUGGESTS_COMMANDS,
 )
 
 
@@ -61,13 +63,14 @@ def rerun(
     from builder.runs.recording import recorded
     from builder.runs.rerun import inherited_facts, rerun_spec
     from builder.state.store import Store
-    from builder.targets.local import run_container, token_file
+    from builder.targets.local import remove_orphans, run_container, run_files
 
     record = _find(run_id)
     store = Store.default()
     command = (ctx.obj or {}).get("command") or []
     engine = Engine.connect()
     try:
+        remove_orphans(engine.client, store.home, _log)
         spec = rerun_spec(record, command, engine=engine, store=store, environ=os.environ,
                           log=_log, warn=warn)
         with recorded(store.home, kind="run", target="local", path=record.project_path,
@@ -77,9 +80,9 @@ def rerun(
             message(f"builder: run {recording.record.short_id}: run {record.short_id} again "
                     f"({record.mode}, commit {(record.commit or '-')[:12]}, image "
                     f"{spec.image[:19]})")
-            with token_file(spec.token, store.home / "run") as token_path:
+            with run_files(spec.token, store.home) as files:
                 code = run_container(engine.client, replace(spec, labels=recording.labels()),
-                                     token_path, log=_log)
+                                     files.token, log=_log, labels=files.labels)
             recording.finish(code)
     finally:
         engine.close()

@@ -9,6 +9,8 @@ from builder.cli.output import emit, emit_json, table, warn
 from builder.decide.decision import MAX_LISTED_FILES
 from builder.decide.facts import FactsGathering
 from builder.decide.planning import plan_json, plan_project
+from builder.images.changes import changes_since_last_build, describe_change
+from builder.state.store import Store
 
 
 def show_status(
@@ -17,9 +19,11 @@ def show_status(
     started = time.perf_counter()
     project = plan_project(path, warn=warn, gathering=gathering)
     plan = project.plan
+    changes = changes_since_last_build(project.settings, project.repositories, Store.default(),
+                                       project.dependencies)
     if json_output:
         emit_json(plan_json(plan, seconds=time.perf_counter() - started,
-                            dependencies=project.dependencies))
+                            dependencies=project.dependencies, base_changes=changes))
         return
     repository = plan.code_repository or "(none)"
     chosen = project.facts.chosen
@@ -39,4 +43,6 @@ def show_status(
         shown = ", ".join(plan.dirty_files[:MAX_LISTED_FILES])
         more = len(plan.dirty_files) - MAX_LISTED_FILES
         rows.append(("dirty files", shown + (f" (+{more} more)" if more > 0 else "")))
+    for index, change in enumerate(changes):
+        rows.append(("base changes" if index == 0 else "", f"- {describe_change(change)}"))
     emit(table(rows))

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from builder.code import deadline
 from builder.errors import (
     BuilderError,
     DownloadError,
@@ -160,7 +161,7 @@ def wants_verify(repository: Any, directory: str | os.PathLike[str]) -> bool:
 def fetch_atomically(directory: str | os.PathLike[str], fetch: Callable[[Path], None]) -> None:
     """Run `fetch(empty_dir)` in a staging directory beside `directory`, then rename it there."""
     target = check_destination(directory)
-    with staged_directory(target) as staging:
+    with deadline.bounded(), staged_directory(target) as staging:
         fetch(staging)
 
 
@@ -190,7 +191,7 @@ def download(repository: Downloadable, commit: str, directory: str | os.PathLike
     subdir = normalize_subdirectory(subdirectory)
     target = check_destination(directory)
     verify = verify or bool(getattr(repository, "verify_download", False))
-    with staged_directory(target) as staging:
+    with deadline.bounded(), staged_directory(target) as staging:
         frame = _Frame(staging, verify)
         reset = _frame.set(frame)
         mirrored = _mirror.set(mirror)
@@ -222,7 +223,9 @@ def _call_update_files(repository: Downloadable, base: CachedTree | None, commit
                        staging: Path, subdir: str) -> int | None:
     """How many files the update fetched; None when there is none to make (download)."""
     update = getattr(repository, "update_files", None)
-    if base is None or base.commit == commit or not callable(update) or not base.path.is_dir():
+    if base is None or base.commit == commit or not callable(update):
+        return None
+    if not _is_directory(base.path):
         return None
     try:
         fetched = update(base.commit, str(base.path), commit, str(staging), subdir or None)
@@ -285,6 +288,14 @@ def _cleaned(exc: BuilderError) -> BuilderError:
 def _describe(repository: Any) -> str:
     name = getattr(repository, "name", None)
     return f"code repository {name!r}" if name else type(repository).__name__
+
+
+def _is_directory(path: Path) -> bool:
+    """A real directory, not a link to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _same_path(a: Path, b: Path) -> bool:
@@ -362,41 +373,31 @@ def apply_dockerignore(root: Path) -> int:
     ignore = DockerIgnore.load(root)
     if not ignore:
         return 0
-    removed = 0
+    from builder.state.trees import walk
 
-    def walk(folder: Path, prefix: str) -> bool:
-        """Filter one directory; True when it had entries and has none left."""
-        nonlocal removed
-        had_entries = False
-        left = 0
-        with os.scandir(folder) as scan:
-            entries = list(scan)
-        for entry in entries:
-            had_entries = True
-            relative = prefix + entry.name
-            if entry.is_dir(follow_symlinks=False):
-                if walk(Path(entry.path), relative + "/"):
-                    os.rmdir(entry.path)
-                    removed += 1
-                    continue
-                left += 1
-            elif ignore.excluded(relative):
+    removed = 0
+    visited = []
+    for folder in walk(root):  # top down; then bottom up for the emptied directories
+        for entry in folder.files:
+            if ignore.excluded(folder.prefix + entry.name):
                 os.unlink(entry.path)
                 removed += 1
-            else:
-                left += 1
-        return had_entries and left == 0
-
-    walk(root, "")
+        visited.append((folder.path, bool(folder.files or folder.directories)))
+    for path, had_entries in reversed(visited[1:]):
+        if had_entries and not os.listdir(path):
+            os.rmdir(path)
+            removed += 1
     return removed
 
 
 def read_timeout() -> float:
-    """Seconds to wait for an HTTP answer or the next chunk (BUILDER_HTTP_TIMEOUT, 60)."""
+    """Seconds to wait for an HTTP answer or the next chunk (BUILDER_HTTP_TIMEOUT, 60), at
+    most what is left of the download's deadline."""
     try:
-        return float(os.environ.get("BUILDER_HTTP_TIMEOUT", "60"))
+        seconds = float(os.environ.get("BUILDER_HTTP_TIMEOUT", "60"))
     except ValueError:
-        return 60.0
+        seconds = 60.0
+    return deadline.bound(seconds) or seconds
 
 
 # ---------------------------------------------------------------------------- submodules
@@ -628,18 +629,26 @@ def stream_archive(open_response: Callable[[], _Response], target: Path, *, what
     from builder.code.archives import extract_tar
     from builder.code.retry import Retryable
 
+    active = deadline.current()
     mirror = _claim_mirror()
 
     def attempt() -> ExtractResult:
         clear_directory(target)
         if mirror is not None:
             clear_directory(mirror)
+        if active is not None:
+            active.check(what, "the archive")
         response = open_response()
         reader = NetworkReader(response.iter_content(CHUNK), expected_length(response))
+        watch = active.watch(response) if active is not None else contextlib.nullcontext()
         try:
-            return extract_tar(reader, target, strip_components=strip_components,  # type: ignore[arg-type]
-                               subdirectory=subdirectory, mirror=mirror)
+            with watch:
+                return extract_tar(reader, target, strip_components=strip_components,  # type: ignore[arg-type]
+                                   subdirectory=subdirectory, mirror=mirror)
         except DownloadError as exc:
+            if active is not None and active.expired():
+                received = f" ({reader.received} bytes received)" if reader.received else ""
+                raise _cleaned(active.error(what, f"the archive{received}")) from None
             if reader.failure is not None:
                 raise Retryable(DownloadError(
                     f"{what}: the connection broke off during the download "

@@ -98,17 +98,14 @@ def _git_paths(root: Path) -> list[str]:
 
 
 def _walk_paths(root: Path) -> list[str]:
+    from builder.state.trees import walk
+
     result = []
-    for directory, dirnames, filenames in os.walk(root, followlinks=False):
-        rel = os.path.relpath(directory, root)
-        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
-        for name in dirnames:
-            if os.path.islink(os.path.join(directory, name)):
-                result.append(prefix + name)
-        for name in filenames:
-            mode = os.lstat(os.path.join(directory, name)).st_mode
+    for folder in walk(root):
+        for entry in folder.files:
+            mode = entry.stat(follow_symlinks=False).st_mode
             if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
-                result.append(prefix + name)
+                result.append(folder.prefix + entry.name)
     return result
 
 
@@ -179,3 +176,46 @@ def _approx_size(root: Path, names: list[str]) -> int:
         if total >= _PARALLEL_MIN_BYTES:
             break
     return total
+
+
+def tree_digest(root: str | Path) -> str:
+    """A digest of everything below `root`: each entry's path, kind and content (a symlink's
+    target), directories included, nothing followed. Anything but files, symlinks and
+    directories is an error (a cache entry never holds one)."""
+    from builder.state.trees import walk
+
+    lines: list[bytes] = []
+    for folder in walk(root):
+        for entry in folder.directories:
+            lines.append(b"dir %s\n" % _name(folder.prefix + entry.name))
+        for entry in folder.files:
+            mode = entry.stat(follow_symlinks=False).st_mode
+            name = _name(folder.prefix + entry.name)
+            if stat.S_ISLNK(mode):
+                content = hashlib.sha256(os.fsencode(os.readlink(entry.path))).hexdigest()
+                lines.append(b"symlink %s %s\n" % (name, content.encode()))
+            elif stat.S_ISREG(mode):
+                kind = b"exec" if mode & stat.S_IXUSR else b"file"
+                lines.append(b"%s %s %s\n" % (kind, name, _content_digest(entry.path)))
+            else:
+                raise BuilderError(f"{entry.path}: not a file, directory or symlink")
+    digest = hashlib.sha256(b"builder-tree-v1\n")
+    for line in sorted(lines):
+        digest.update(line)
+    return digest.hexdigest()
+
+
+def _content_digest(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        digest = hashlib.sha256()
+        while chunk := os.read(fd, CHUNK):
+            digest.update(chunk)
+    finally:
+        os.close(fd)
+    return digest.hexdigest().encode()
+
+
+def _name(path: str) -> bytes:
+    encoded = path.encode("utf-8", "surrogateescape")
+    return b"%d:%s" % (len(encoded), encoded)

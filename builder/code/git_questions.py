@@ -28,7 +28,8 @@ REMOTES = ("config", "-z", "--get-regexp", r"^(remote\..*\.(url|pushurl)|url\..*
 
 
 def heads(remote: str) -> tuple[str, ...]:
-    return ("ls-remote", "--heads", remote)
+    # A remote's name comes from .git/config: after --end-of-options it is never an option.
+    return ("ls-remote", "--heads", "--end-of-options", remote)
 
 
 def top_and_head(code: int, out: bytes) -> tuple[Path, str | None] | None:

@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -22,7 +23,15 @@ _BASE = ("git", "-c", "core.quotepath=off", "-c", "color.ui=never")
 
 
 def git_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """builder's environment for git, minus every variable that holds a secret builder knows
+    (BUILDER_TOKEN, a `{{env.NAME}}` token): git gets credentials from builder, never from
+    its environment, where `/proc/<pid>/environ` would show them."""
     env = dict(os.environ)
+    env.pop("BUILDER_TOKEN", None)
+    secrets = sys.modules.get("builder.state.secrets")  # not loaded: no secret known yet
+    if secrets is not None:
+        for key in [key for key, value in env.items() if secrets.holds_secret(value)]:
+            del env[key]
     env["GIT_TERMINAL_PROMPT"] = "0"
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=10")
     env["LC_ALL"] = "C"
@@ -103,7 +112,8 @@ def _take_early(args: Sequence[str], cwd: Path | str) -> GitProcess | None:
 
 
 def _spawn(args: Sequence[str], cwd: Path | str, timeout: float | None,
-           env: Mapping[str, str] | None, stdin: bytes | None) -> GitProcess:
+           env: Mapping[str, str] | None, stdin: bytes | None,
+           pass_fds: Sequence[int] = ()) -> GitProcess:
     process = subprocess.Popen(
         [*_BASE, *args],
         cwd=cwd,
@@ -112,6 +122,7 @@ def _spawn(args: Sequence[str], cwd: Path | str, timeout: float | None,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        pass_fds=tuple(pass_fds),
     )
     return GitProcess(args, process, timeout, stdin)
 
@@ -123,11 +134,14 @@ def start_git(
     timeout: float | None = None,
     env: Mapping[str, str] | None = None,
     stdin: bytes | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> GitProcess:
-    if env is None and stdin is None and (early := _take_early(args, cwd)) is not None:
+    """Start git; `pass_fds` are descriptors it inherits (a `GitConfigFile`'s)."""
+    if env is None and stdin is None and not pass_fds and (
+            early := _take_early(args, cwd)) is not None:
         early.timeout = timeout
         return early
-    return _spawn(args, cwd, timeout, env, stdin)
+    return _spawn(args, cwd, timeout, env, stdin, pass_fds)
 
 
 def run_git(

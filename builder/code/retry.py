@@ -190,17 +190,31 @@ class RetryPolicy:
                 else:
                     delay = self.backoff(failures)
                 budget_left = self.max_seconds - elapsed
-                deadline_left = (None if self.deadline is None
-                                 else self.deadline - self.clock())
+                deadline_left = _deadline_left(self.deadline, self.clock())
                 if delay > budget_left or (deadline_left is not None and delay > deadline_left):
                     by_deadline = deadline_left is not None and deadline_left < budget_left
                     raise _gave_up(failure, failures, elapsed, next_wait=delay,
-                                   limit=("the download's deadline" if by_deadline else
+                                   limit=(_DEADLINE_LIMIT if by_deadline else
                                           f"the {self.max_seconds:.0f} s retry budget "
                                           "(BUILDER_RETRY_MAX_SECONDS)")) from None
                 if failure.reason or delay >= ANNOUNCE_AFTER:
                     self.announce(_announcement(failure, delay, failures + 1, self.max_tries))
                 self.sleep(delay)
+
+
+_DEADLINE_LIMIT = "the download's deadline (BUILDER_DOWNLOAD_DEADLINE)"
+
+
+def _deadline_left(deadline: float | None, now: float) -> float | None:
+    """Seconds to the nearer of this policy's deadline and the running download's
+    (`builder.code.deadline`, which bounds every download)."""
+    from builder.code.deadline import current
+
+    left = None if deadline is None else deadline - now
+    active = current()
+    if active is not None:
+        left = active.remaining() if left is None else min(left, active.remaining())
+    return left
 
 
 def _announcement(failure: Retryable, delay: float, next_try: int, tries: int) -> str:

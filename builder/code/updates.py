@@ -74,14 +74,9 @@ def _checked(plan: UpdatePlan, touched: list[str], every: Collection[str]) -> Up
 
 def cached_paths(root: Path) -> list[str]:
     """The files and symlinks of a cached tree, as posix paths relative to it."""
-    found: list[str] = []
-    for folder, directories, files in os.walk(root):
-        relative = os.path.relpath(folder, root)
-        prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
-        found.extend(prefix + name for name in files)
-        found.extend(prefix + name for name in directories
-                     if os.path.islink(os.path.join(folder, name)))
-    return found
+    from builder.state.trees import walk
+
+    return [folder.prefix + entry.name for folder in walk(root) for entry in folder.files]
 
 
 def build_updated_tree(cached: Path, target: Path, plan: UpdatePlan, fetch: Fetch, *,

@@ -17,8 +17,10 @@ works the same inside a container, in CI, and in tests:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +32,16 @@ from builder.container.warm import (
     copy_tree,
     exec_command,
     is_commit_hash,
-    is_empty_mount,
 )
-from builder.errors import BuilderError, UsageError
-from builder.state.atomic import remove_tree, staged_directory
-from builder.state.locks import file_lock
+from builder.errors import BuilderError, CodeDirError, UsageError, from_os_error
+from builder.state.atomic import (
+    RANDOM_PART,
+    STAGING_SUFFIX,
+    clear_stale,
+    held_directory,
+    remove_tree,
+    staged_directory,
+)
 from builder.state.secrets import remember
 
 if TYPE_CHECKING:
@@ -78,12 +85,16 @@ class Contract:
             raise UsageError(
                 f"BUILDER_SUBDIRECTORY {environ['BUILDER_SUBDIRECTORY']!r} must be a relative path"
             )
+        code_dir = Path(environ.get("BUILDER_CODE_DIR") or DEFAULT_CODE_DIR)
+        cache_dir = Path(environ.get("BUILDER_CACHE_DIR") or _default_cache_dir())
+        if commit:
+            _check_code_dir(code_dir, cache_dir)
         return cls(
-            code_dir=Path(environ.get("BUILDER_CODE_DIR") or DEFAULT_CODE_DIR),
+            code_dir=code_dir,
             commit=commit,
             repository=repository,
             subdirectory=subdirectory,
-            cache_dir=Path(environ.get("BUILDER_CACHE_DIR") or _default_cache_dir()),
+            cache_dir=cache_dir,
             token=_read_token(environ) if commit else None,
             verify=environ.get("BUILDER_VERIFY_DOWNLOAD", "") in ("1", "true", "yes"),
             project_dir=Path(environ["BUILDER_PROJECT_DIR"])
@@ -113,12 +124,15 @@ def prepare(contract: Contract, log: Any = None) -> Path:
                 f"code dir {contract.code_dir} does not exist (bake mode, no commit given)"
             )
         return contract.code_dir
-    cached = contract.cache_dir / contract.cache_key
-    if not cached.is_dir():
-        # A cold start: the download fills the code dir in the same pass as the cache.
-        _install(contract.code_dir, lambda target: _download_into(contract, target, log))
+    refuse_foreign_code_dir(contract.code_dir)  # before any download: fail fast
+    from builder.container import cache
+
+    if cache.entry(contract.cache_dir, contract.cache_key) is None:
+        _cold_start(contract, log)
+        cached = contract.cache_dir / contract.cache_key
     else:
-        install_private_copy(ensure_cached(contract, log), contract.code_dir)
+        cached = ensure_cached(contract, log)
+        install_private_copy(cached, contract.code_dir)
     if contract.project_dir is not None:
         install_project(cached, contract.code_dir, contract.project_dir)
     return contract.code_dir
@@ -147,6 +161,28 @@ def install_project(cached: Path, code_dir: Path, project_dir: Path) -> None:
                                f"{exc.strerror or exc}") from None
 
 
+def _cold_start(contract: Contract, log: Any) -> None:
+    """The download fills the code dir in the same pass as the cache.
+
+    A mount (the tmpfs `builder run` gives the container, private to it) is filled in place.
+    Elsewhere the tree is staged beside the code dir first, outside the code dir's lock, so
+    that starters sharing its parent do not wait for each other's downloads, then moved in.
+    """
+    code_dir = contract.code_dir
+    if os.path.ismount(code_dir):
+        _install(code_dir, lambda target: _download_into(contract, target, log))
+        return
+    code_dir.parent.mkdir(parents=True, exist_ok=True)
+    with held_directory(code_dir.parent, f".{code_dir.name}.", STAGING_SUFFIX) as staging:
+        _download_into(contract, staging, log)
+        _install(code_dir, lambda target: _move_entries(staging, target))
+
+
+def _move_entries(source: Path, target: Path) -> None:
+    for name in os.listdir(source):
+        os.rename(source / name, target / name)
+
+
 def _download_into(contract: Contract, target: Path, log: Any) -> None:
     """Put the commit's tree in the cache and in the empty directory `target`: written from
     the download itself when it is one archive, else copied from the cache."""
@@ -161,33 +197,46 @@ def _download_into(contract: Contract, target: Path, log: Any) -> None:
 
 def ensure_cached(contract: Contract, log: Any = None, mirror: Mirror | None = None) -> Path:
     """The commit's tree in the cache, downloading it once even with concurrent starters.
-    A download fills `mirror` too when it can (see `builder.code.download.Mirror`)."""
-    cached = contract.cache_dir / contract.cache_key
-    if cached.is_dir():
-        return cached
-    with file_lock(contract.cache_dir / f".{contract.cache_key}.lock"):
-        if cached.is_dir():
-            return cached
-        from builder.code.download import download
 
+    An entry is used only if it is a real directory; with verification on, only if it still
+    matches the seal written with it (see `builder.container.cache`). A download fills
+    `mirror` too when it can (see `builder.code.download.Mirror`).
+    """
+    from builder.container import cache
+
+    cached = cache.entry(contract.cache_dir, contract.cache_key)
+    if cached is not None and not contract.verify:
+        return cached
+    with cache.locked(contract.cache_dir, contract.cache_key):
+        cached = cache.entry(contract.cache_dir, contract.cache_key)
+        if cached is not None:
+            cache.check_seal(cached)
+            return cached
+        cache.clear_leftovers(contract.cache_dir)
+        from builder.code.download import download
+        from builder.repositories.extras import require_extra
+
+        require_extra(str(contract.repository["type"]))  # type: ignore[index]
         repository = _instantiate(contract)
         if log:
             log(
                 f"downloading {contract.repository['name']}@{(contract.commit or '')[:12]}"  # type: ignore[index]
                 + (f" ({contract.subdirectory})" if contract.subdirectory else "")
             )
+        target = contract.cache_dir / contract.cache_key
         download(
             repository,
             contract.commit or "",
-            cached,
+            target,
             contract.subdirectory or None,
             verify=contract.verify,
             base=_newest_entry(contract),
             log=log,
             mirror=mirror,
         )
+        cache.seal(target)
         _remember_newest(contract)
-    return cached
+    return target
 
 
 def _newest_entry(contract: Contract) -> CachedTree | None:
@@ -214,39 +263,83 @@ def _remember_newest(contract: Contract) -> None:
 
 
 def install_private_copy(source: Path, code_dir: Path) -> None:
-    """Copy the cached tree into the code dir atomically; the cache stays untouched by the run."""
+    """Copy the cached tree into the code dir; the cache stays untouched by the run."""
     _install(code_dir, lambda target: copy_tree(str(source), str(target)))
 
 
 def _install(code_dir: Path, fill: Callable[[Path], None]) -> None:
     """Have `fill` write the tree into an empty directory that becomes the code dir.
 
-    A mount point (the tmpfs `builder run` gives the container) cannot be renamed over; it is
-    private to this container and empty, so the tree goes straight into it, and a failure
-    leaves it empty again.
+    Only a code dir that builder made (marked, see `builder.container.codedir`) or an empty
+    one is filled or replaced; anything else stops the start with nothing changed. A mount
+    point (the tmpfs `builder run` gives the container, a volume) cannot be renamed over, so
+    the tree is copied straight into it; anywhere else it is staged beside the code dir and
+    renamed into place. The program runs only after the whole tree is there.
     """
-    if is_empty_mount(code_dir):
-        try:
-            fill(code_dir)
-        except BaseException:
-            from builder.code.download import clear_directory
+    from builder.container import codedir
 
-            clear_directory(code_dir)
-            raise
-        return
-    previous = None
+    parent = code_dir.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        guard = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise from_os_error(exc, f"cannot prepare the code dir {code_dir}",
+                            "set BUILDER_CODE_DIR to a path builder can create") from None
+    try:
+        fcntl.flock(guard, fcntl.LOCK_EX)  # one starter at a time per code dir's parent
+        state = refuse_foreign_code_dir(code_dir)
+        leftover = re.compile(rf"^\.{re.escape(code_dir.name)}\.{RANDOM_PART}"
+                              rf"({re.escape(STAGING_SUFFIX)}|{re.escape(_OLD_SUFFIX)})$")
+        clear_stale(parent, lambda name: leftover.match(name) is not None)
+        if state != codedir.ABSENT and os.path.ismount(code_dir):
+            codedir.mark(str(code_dir))
+            for name in os.listdir(code_dir):  # builder's own earlier tree
+                remove_tree(code_dir / name)
+            fill(code_dir)
+            return
+        _replace(fill, code_dir, state)
+    finally:
+        os.close(guard)
+
+
+_OLD_SUFFIX = ".old"
+
+
+def refuse_foreign_code_dir(code_dir: Path) -> str:
+    """The code dir's state (see `codedir.state`); a `CodeDirError` if builder may not
+    touch it."""
+    from builder.container import codedir
+
+    try:
+        state = codedir.state(str(code_dir))
+    except OSError as exc:
+        raise from_os_error(exc, f"cannot read the code dir {code_dir}") from None
+    if state == codedir.FOREIGN:
+        raise CodeDirError(
+            f"code dir {code_dir} (BUILDER_CODE_DIR) already holds files that builder did "
+            "not put there; nothing was changed: mount an empty volume (or none) there, "
+            "or set BUILDER_CODE_DIR to a new or empty directory"
+        )
+    return state
+
+
+def _replace(fill: Callable[[Path], None], code_dir: Path, state: str) -> None:
+    """Stage the tree (`fill`) beside `code_dir` and rename it into place (`state`: absent,
+    empty or ours)."""
+    from builder.container import codedir
+
     with staged_directory(code_dir) as staging:
         fill(staging)
-        if code_dir.exists() or code_dir.is_symlink():
-            previous = code_dir.with_name(f".{code_dir.name}.old-{os.getpid()}")
-            try:
-                os.rename(code_dir, previous)
-            except OSError:
-                # overlayfs cannot rename a directory from a lower image layer (EXDEV)
-                remove_tree(code_dir)
-                previous = None
-    if previous is not None:
-        remove_tree(previous)
+        codedir.mark(str(staging))
+        if state == codedir.EMPTY:
+            os.rmdir(code_dir)  # fails, changing nothing, if anything appeared in it
+        elif state == codedir.OURS:
+            with held_directory(code_dir.parent, f".{code_dir.name}.", _OLD_SUFFIX) as old:
+                try:
+                    os.rename(code_dir, old / "tree")
+                except OSError:
+                    # overlayfs cannot move a directory of a lower image layer (EXDEV)
+                    remove_tree(code_dir)
 
 
 def _instantiate(contract: Contract) -> Any:
@@ -265,7 +358,25 @@ def _instantiate(contract: Contract) -> Any:
     return instantiate(record, project_dir=Path.cwd())
 
 
+def _check_code_dir(code_dir: Path, cache_dir: Path) -> None:
+    """The code dir is replaced at each start: it must be a directory of its own."""
+    where = f"BUILDER_CODE_DIR {str(code_dir)!r}"
+    if not code_dir.is_absolute():
+        raise UsageError(f"{where} must be an absolute path")
+    normal = Path(os.path.normpath(code_dir))
+    if normal.parent == normal:
+        raise UsageError(f"{where} is the root directory: set it to a directory of its own, "
+                         f"such as {DEFAULT_CODE_DIR}")
+    cache = Path(os.path.normpath(cache_dir.absolute()))
+    if normal == cache or normal in cache.parents or cache in normal.parents:
+        raise UsageError(f"{where} and BUILDER_CACHE_DIR {str(cache_dir)!r} overlap: give "
+                         "each a directory of its own")
+
+
 def _read_token(environ: Mapping[str, str]) -> str | None:
+    from builder.state import coredump
+
+    coredump.disable()  # before the token is in memory
     path = environ.get("BUILDER_TOKEN_FILE")
     if path:
         try:

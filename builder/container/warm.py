@@ -10,11 +10,15 @@ and the copy are defined here and used by both.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
+import sys
 from collections.abc import Mapping, Sequence
 
-CACHE_LAYOUT = "v1"
+CACHE_LAYOUT = "v2"  # v2: entries are sealed (builder.container.cache)
+VERIFY_VALUES = ("1", "true", "yes")
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -58,8 +62,10 @@ def warm_start(command: Sequence[str], environ: Mapping[str, str]) -> None:
         return
     if not isinstance(repository, dict) or not {"type", "name"} <= set(repository):
         return
+    if environ.get("BUILDER_VERIFY_DOWNLOAD", "") in VERIFY_VALUES:
+        return  # the entry is checked against its seal first: the full entrypoint does it
     cached = os.path.join(cache_dir, cache_key(repository, commit, subdirectory))
-    if not os.path.isdir(cached) or not is_empty_mount(code_dir):
+    if not is_real_directory(cached) or not is_empty_mount(code_dir):
         return
     project_dir = environ.get("BUILDER_PROJECT_DIR", "")
     project = None
@@ -70,6 +76,9 @@ def warm_start(command: Sequence[str], environ: Mapping[str, str]) -> None:
         if not known:  # the tree was never described: the entrypoint does it
             return
     try:
+        from builder.container.codedir import mark
+
+        mark(code_dir)
         copy_tree(cached, code_dir)
     except OSError as exc:
         reason = exc.strerror or exc
@@ -92,24 +101,41 @@ def is_empty_mount(path: str | os.PathLike[str]) -> bool:
     return os.path.ismount(path) and not os.listdir(path)
 
 
+def is_real_directory(path: str) -> bool:
+    """A directory itself, not a symlink to one (a cache entry must be)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def copy_tree(source: str, destination: str) -> None:
     """Copy the files, symlinks and directories below `source` into the existing directory
-    `destination`, with their modes and modification times."""
-    with os.scandir(source) as scan:
-        entries = list(scan)
-    for entry in entries:
-        target = os.path.join(destination, entry.name)
-        info = entry.stat(follow_symlinks=False)
-        if entry.is_symlink():
-            os.symlink(os.readlink(entry.path), target)
-            os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns), follow_symlinks=False)
-        elif entry.is_dir(follow_symlinks=False):
-            os.mkdir(target, 0o700)
-            copy_tree(entry.path, target)
-            os.chmod(target, info.st_mode & 0o7777)
-            os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
-        else:
-            _copy_file(entry.path, target, info)
+    `destination`, with their modes and modification times. Iterative, however deep the
+    tree; links are copied as links, never followed; anything else is an error."""
+    finished: list[tuple[str, os.stat_result]] = []  # directories, for their final metadata
+    pending = [(source, destination)]
+    while pending:
+        folder, target_folder = pending.pop()
+        with os.scandir(folder) as scan:
+            entries = list(scan)
+        for entry in entries:
+            target = os.path.join(target_folder, entry.name)
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISLNK(info.st_mode):
+                os.symlink(os.readlink(entry.path), target)
+                os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns), follow_symlinks=False)
+            elif stat.S_ISDIR(info.st_mode):
+                os.mkdir(target, 0o700)
+                pending.append((entry.path, target))
+                finished.append((target, info))
+            elif stat.S_ISREG(info.st_mode):
+                _copy_file(entry.path, target, info)
+            else:
+                raise OSError(errno.EINVAL, "not a file, directory or symlink", entry.path)
+    for target, info in reversed(finished):
+        os.chmod(target, info.st_mode & 0o7777)
+        os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
 
 
 def _copy_file(source: str, target: str, info: os.stat_result) -> None:
@@ -141,6 +167,9 @@ def exec_command(command: Sequence[str], code_dir: str, environ: Mapping[str, st
     existing = env.get("PYTHONPATH")
     env["PYTHONPATH"] = code_dir + (os.pathsep + existing if existing else "")
     os.chdir(code_dir)
+    coredump = sys.modules.get("builder.state.coredump")
+    if coredump is not None:  # builder turned core dumps off: the program gets its own limit
+        coredump.restore_for_exec()
     try:
         os.execvpe(command[0], list(command), env)
     except FileNotFoundError:

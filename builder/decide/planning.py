@@ -86,6 +86,7 @@ def plan_json(
     built: list[str] | None = None,
     pushed: list[str] | None = None,
     seconds: float = 0.0,
+    base_changes: list[dict[str, Any]] | None = None,
     dependencies: DependencySource | None = None,
 ) -> dict[str, Any]:
     """DESIGN's JSON object for `status --json` and `build --json`, with the dependency
@@ -103,6 +104,7 @@ def plan_json(
         "image": image,
         "built": list(built or []),
         "pushed": list(pushed or []),
+        "base_changes": list(base_changes or []),
         "seconds": round(seconds, 3),
         "dependencies": dependencies.to_json() if dependencies else None,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,16 +25,24 @@ from builder.decide.planning import (
 )
 from builder.errors import UsageError
 from builder.images import names
+from builder.images.changes import base_changes, describe_change, load_record, save_record
 from builder.images.checksum import code_key
 from builder.images.context import ContextBuilder
-from builder.images.dockerfile import CODE_TEMPLATE, render_code, template_source, with_labels
+from builder.images.dockerfile import (
+    CODE_TEMPLATE,
+    label_instruction,
+    render_code,
+    template_source,
+    with_labels,
+)
 from builder.images.engine import Engine, build_network
-from builder.images.inputs import BaseRecipe, gather_base
+from builder.images.inputs import BaseRecipe, gather_base, registered_repositories
+from builder.images.install_step import PATHS
 from builder.images.parent import resolve_parent
 from builder.images.progress import Progress, default_progress
 from builder.images.wheelhouse import builder_identity, ensure_wheelhouse
-from builder.repositories.base import BaseCodeRepository
 from builder.repositories.types import public_spec
+from builder.state.atomic import atomic_write_bytes
 from builder.state.locks import file_lock
 from builder.state.store import Store
 
@@ -54,6 +63,7 @@ class BuildResult:
     repository_spec: dict[str, Any] | None = None
     installed: dict[str, Any] | None = None  # the project installed beside the code
     sources: dict[str, Source] = field(default_factory=dict)
+    base_changes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def mode(self) -> str:
@@ -71,7 +81,8 @@ class BuildResult:
         return {**plan_json(self.project.plan, checksum=self.checksum,
                             base_image=self.base_image, image=self.image, built=self.built,
                             pushed=self.pushed, seconds=self.seconds,
-                            dependencies=self.project.dependencies),
+                            dependencies=self.project.dependencies,
+                            base_changes=self.base_changes),
                 "project": project_json(self.installed)}
 
 
@@ -96,14 +107,24 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
                                 settings_file=settings.file, log=progress.note)
         if project.dependencies is not None:
             progress.note(f"dependencies: {project.dependencies.describe()}")
-        recipe = gather_base(settings, parent, _repositories(project, store),
+        recipe = gather_base(settings, parent,
+                             registered_repositories(project.repositories, store),
                              source=project.dependencies, cache=store.home / "cache" / "uv-export")
         base = names.base_ref(settings.name, registry, recipe.checksum)
+        previous = load_record(store.home, settings.project_dir)
+        changes = []
+        if previous is not None and previous.get("checksum") != recipe.checksum:
+            changes = base_changes(previous, recipe.record)
+            for change in changes:
+                progress.note(f"base image inputs changed: {describe_change(change)}")
         builds = _Builds(engine, store.home, registry, progress)
         labels = _labels(project, recipe.checksum)
         builds.ensure(base, "base image", lambda: _build_base(engine, recipe, base, store.home,
                                                               labels, progress))
-        result = BuildResult(project, recipe.checksum, base, base, installed=installed)
+        save_record(store.home, settings.project_dir,
+                    {"checksum": recipe.checksum, **recipe.record})
+        result = BuildResult(project, recipe.checksum, base, base, installed=installed,
+                             base_changes=changes)
         if project.plan.mode == "bake":
             from builder.code.files import file_set
 
@@ -160,12 +181,6 @@ def _add_project_install(context: ContextBuilder, info: dict[str, Any], code_dir
         context.add_bytes(f"{target}/{relative}", data, mode)
 
 
-def _repositories(project: ProjectPlan, store: Store) -> dict[str, tuple[str, BaseCodeRepository]]:
-    records = {record.name: record for record in store.repositories()}
-    return {name: (records[name].type if name in records else repo.type, repo)
-            for name, repo in sorted(project.repositories.items())}
-
-
 def _labels(project: ProjectPlan, checksum: str) -> dict[str, str]:
     plan = project.plan
     facts = project.facts
@@ -183,10 +198,81 @@ def _labels(project: ProjectPlan, checksum: str) -> dict[str, str]:
 def _build_base(engine: Engine, recipe: BaseRecipe, ref: str, home: Path,
                 labels: dict[str, str], progress: Progress) -> None:
     wheels = ensure_wheelhouse(home, recipe.parent.target, recipe.needs.extras,
-                               recipe.needs.pip, log=progress.note)
+                               (*recipe.needs.pip, *recipe.installer.tool_requirements()),
+                               log=progress.note)
     base_labels = {**labels, LABEL_PREFIX + "parent": recipe.parent.name}
-    _build(engine, recipe.context(wheels, base_labels), ref, progress,
-           f"building base image {ref} (FROM {recipe.parent.name})")
+    started = time.perf_counter()
+    progress.start(f"building base image {ref} (FROM {recipe.parent.name}, "
+                   f"installer {recipe.installer.name})")
+    try:
+        image = recipe.parent.id
+        if recipe.inputs.apt_packages:
+            with recipe.prefix_context().to_file() as tar:
+                image = engine.build(tar, tag=None, progress=progress,
+                                     network_mode=build_network())
+        # With a local engine the host's cache is the mounted one: the tools go there once.
+        # Otherwise they are handed in and the step keeps them in the engine host's cache.
+        cache = download_cache(home)
+        hand_in = not (engine.is_local() and keep_tools(recipe, wheels, cache))
+        image = _runtime(engine, recipe, image, wheels, home, progress, hand_in)
+        with recipe.requirement_files(wheels, cache_owner(), tools=hand_in).to_file() as files:
+            image = engine.run_commit(
+                image, recipe.install.requirements, files=files,
+                mounts={str(cache): PATHS.cache},
+                changes=[*recipe.install.changes, label_instruction(base_labels)],
+                progress=progress, network_mode=build_network(), what=ref,
+                message=f"builder: requirements ({recipe.installer.name})")
+        engine.tag(image, ref)
+    except BaseException:
+        progress.fail(f"building {ref} failed")
+        raise
+    progress.finish(f"built {ref} in {time.perf_counter() - started:.1f} s")
+
+
+def _runtime(engine: Engine, recipe: BaseRecipe, below: str, wheels: Path, home: Path,
+             progress: Progress, hand_in: bool) -> str:
+    """builder's environment on `below`: found by its key, or made once and kept (untagged,
+    labelled) for every base image that needs the same."""
+    key = recipe.runtime_key(below, wheels)
+    labels = {LABEL_PREFIX + "role": "runtime", LABEL_PREFIX + "runtime-key": key}
+    with image_lock(home, f"runtime-{key}"):
+        found = engine.labelled_image(labels)
+        if found:
+            progress.note(f"builder's environment: layer {found[7:19]} (built before)")
+            return found
+        with recipe.runtime_files(wheels, cache_owner(), tools=hand_in).to_file() as files:
+            return engine.run_commit(
+                below, recipe.install.runtime, files=files,
+                mounts={str(download_cache(home)): PATHS.cache},
+                changes=[label_instruction(labels)], progress=progress,
+                network_mode=build_network(), what=f"builder's environment ({key[:12]})",
+                message=f"builder: environment ({recipe.installer.name})")
+
+
+def keep_tools(recipe: BaseRecipe, wheels: Path, cache: Path) -> bool:
+    """Put the installer's tools into the host's cache (where the steps run them from)."""
+    for name, source in recipe.installer.tools(wheels).items():
+        target = cache / "tools" / name
+        if target.is_file():
+            continue
+        try:
+            atomic_write_bytes(target, source.read_bytes(), mode=0o755)
+        except OSError:
+            return False
+    return True
+
+
+def download_cache(home: Path) -> Path:
+    """The host's download cache (a folder per installer), kept between base builds."""
+    path = (home / "downloads").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_owner() -> str | None:
+    """Who the mounted cache is given back to after the install step (None: root)."""
+    uid, gid = os.getuid(), os.getgid()
+    return None if uid == 0 else f"{uid}:{gid}"
 
 
 def _build(engine: Engine, context: ContextBuilder, ref: str, progress: Progress, title: str,

@@ -11,27 +11,29 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-CHECKSUM_VERSION = 1
+CHECKSUM_VERSION = 2
 
 
 @dataclass(frozen=True)
 class BaseInputs:
     parent_digest: str  # the parent image's content-addressed id (sha256:...)
-    requirements: tuple[str, ...]  # sha256 of each requirement file's content (as shipped)
+    requirements: tuple[str, ...]  # the requirement lines, in order (images.requirements)
     apt_packages: tuple[str, ...]  # the user's and the repository types' packages
     environment: tuple[tuple[str, str], ...]
-    template: str  # the rendered base Dockerfile
+    template: str  # the rendered Dockerfile part and install step
     builder_version: str  # version plus a hash of the package's files
     python_version: str  # the parent image's Python, e.g. "3.11.2"
     platform: str  # the parent image's platform, e.g. "linux/x86_64 glibc 2.36"
     custom_sources: tuple[str, ...] = ()  # sha256 of each custom repository class's module
     runtime_needs: tuple[str, ...] = ()  # e.g. "extra:github", "apt:git", "pip:foo>=1"
+    installer: str = "uv"  # what installs the requirements
 
     def canonical(self) -> dict[str, object]:
         return {
             "version": CHECKSUM_VERSION,
             "parent_digest": self.parent_digest,
-            "requirements": sorted(set(self.requirements)),
+            # the order of requirement lines is kept: it can steer a resolver
+            "requirements": list(self.requirements),
             "apt_packages": sorted(set(self.apt_packages)),
             "environment": sorted(dict(self.environment).items()),
             "template": self.template,
@@ -40,6 +42,7 @@ class BaseInputs:
             "platform": self.platform,
             "custom_sources": sorted(set(self.custom_sources)),
             "runtime_needs": sorted(set(self.runtime_needs)),
+            "installer": self.installer,
         }
 
 

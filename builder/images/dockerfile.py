@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,9 +22,6 @@ if TYPE_CHECKING:
 BASE_TEMPLATE = "base.Dockerfile.j2"
 CODE_TEMPLATE = "code.Dockerfile.j2"
 BUILDER_HOME = "/opt/builder"
-WHEELHOUSE_DIR = "/opt/builder-wheelhouse"
-REQUIREMENTS_DIR = "/opt/builder-requirements"
-PROJECT_HOOK_DIR = "/opt/builder-project-hook"
 
 
 def templates_dir() -> Path:
@@ -37,35 +34,10 @@ def templates_dir() -> Path:
                        "reinstall builder")
 
 
-@dataclass(frozen=True)
-class BaseTemplateData:
-    parent_id: str
-    apt_packages: tuple[str, ...]
-    requirements: tuple[str, ...]  # file names inside the context's requirements/ folder
-    builder_requirement: str  # e.g. "builder[github]"
-    extra_requirements: tuple[str, ...]  # a custom repository class's `requirements`
-    custom_module: bool
-    environment: tuple[tuple[str, str], ...]
-    code_dir: str
-    project_dir: str = ""  # where the project's install lives; "" when it is not installed
-
-
-def render_base(data: BaseTemplateData) -> str:
+def render_base(parent_id: str, apt_packages: Sequence[str]) -> str:
+    """The Dockerfile part of the base image: the parent and its system packages."""
     return _environment().get_template(BASE_TEMPLATE).render(
-        parent_id=data.parent_id,
-        apt_packages=sorted(set(data.apt_packages)),
-        requirements=sorted(set(data.requirements)),
-        builder_requirement=data.builder_requirement,
-        extra_requirements=sorted(set(data.extra_requirements)),
-        custom_module=data.custom_module,
-        environment=sorted(dict(data.environment).items()),
-        code_dir=data.code_dir,
-        project_dir=data.project_dir,
-        project_hook_dir=PROJECT_HOOK_DIR,
-        builder_home=BUILDER_HOME,
-        wheelhouse_dir=WHEELHOUSE_DIR,
-        requirements_dir=REQUIREMENTS_DIR,
-    )
+        parent_id=parent_id, apt_packages=sorted(set(apt_packages)))
 
 
 def render_code(base_image: str, code_dir: str) -> str:
@@ -77,8 +49,23 @@ def with_labels(dockerfile: str, labels: dict[str, str]) -> str:
     """Append one LABEL instruction (one build step, whatever the number of labels)."""
     if not labels:
         return dockerfile
+    return dockerfile.rstrip("\n") + f"\n{label_instruction(labels)}\n"
+
+
+def label_instruction(labels: dict[str, str]) -> str:
     pairs = " ".join(f"{env_quote(k)}={env_quote(v)}" for k, v in sorted(labels.items()))
-    return dockerfile.rstrip("\n") + f"\nLABEL {pairs}\n"
+    return f"LABEL {pairs}"
+
+
+def template_sources() -> str:
+    """A digest of builder's Dockerfile templates: "the template" when a rebuild is explained."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(templates_dir().iterdir()):
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def template_source(name: str) -> str:

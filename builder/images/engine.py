@@ -11,6 +11,7 @@ import collections
 import contextlib
 import os
 import re
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ class Engine:
     def __init__(self, client: docker.DockerClient) -> None:
         self.client = client
         self.api = client.api
+        self._removals: list[threading.Thread] = []
 
     @classmethod
     def connect(cls, timeout: float | None = None) -> Engine:
@@ -66,7 +68,15 @@ class Engine:
             ) from None
         return cls(client)
 
+    def is_local(self) -> bool:
+        """Whether the engine runs on this machine (a unix socket): then a bind mount of a
+        host path is that path."""
+        return engine_address().startswith("unix://")
+
     def close(self) -> None:
+        for removal in self._removals:  # containers removed in the background
+            removal.join()
+        self._removals.clear()
         self.client.close()
 
     # ---- images --------------------------------------------------------------------------
@@ -151,7 +161,7 @@ class Engine:
 
     # ---- build ---------------------------------------------------------------------------
 
-    def build(self, context: IO[bytes], *, tag: str, progress: Progress,
+    def build(self, context: IO[bytes], *, tag: str | None, progress: Progress,
               labels: Mapping[str, str] | None = None, nocache: bool = False,
               network_mode: str | None = None) -> str:
         """Build from a tar context; return the image id. A failing step is a BuildError."""
@@ -162,18 +172,21 @@ class Engine:
         image_id = ""
         pending = ""
         kwargs: dict[str, Any] = {
-            "fileobj": context, "custom_context": True, "tag": tag, "labels": dict(labels or {}),
+            "fileobj": context, "custom_context": True, "labels": dict(labels or {}),
             "rm": True, "forcerm": True, "decode": True, "nocache": nocache, "pull": False,
         }
+        if tag:
+            kwargs["tag"] = tag
+        what = tag or "an image"
         if network_mode:
             kwargs["network_mode"] = network_mode
         try:
-            with self._errors(f"build {tag}"):
+            with self._errors(f"build {what}"):
                 for chunk in self.api.build(**kwargs):
                     if "error" in chunk:
                         if pending.strip():
                             tail.append(pending.rstrip())
-                        raise _build_error(tag, step, str(chunk["error"]), tail)
+                        raise _build_error(what, step, str(chunk["error"]), tail)
                     aux = chunk.get("aux")
                     if isinstance(aux, dict) and aux.get("ID"):
                         image_id = str(aux["ID"])
@@ -194,15 +207,110 @@ class Engine:
                             tail.append(line)
                             progress.line(line)
         except docker.errors.BuildError as exc:
-            raise _build_error(tag, step, str(exc), tail) from None
+            raise _build_error(what, step, str(exc), tail) from None
         except docker.errors.APIError as exc:
             message = _api_message(exc)
-            raise BuildError(redact(f"building {tag} failed: {message}")) from None
-        if not image_id:
+            raise BuildError(redact(f"building {what} failed: {message}")) from None
+        if not image_id and tag:
             image_id = self.image_id(tag) or ""
         if not image_id:
-            raise BuildError(f"building {tag} finished without an image")
+            raise BuildError(f"building {what} finished without an image")
         return image_id
+
+    def run_commit(self, image: str, script: str, *, files: IO[bytes] | None,
+                   mounts: Mapping[str, str], changes: Sequence[str], progress: Progress,
+                   network_mode: str | None = None, what: str = "image",
+                   message: str = "") -> str:
+        """Run a shell script in a container of image, as root, with `mounts` (host path ->
+        container path, read-write) and `files` (a tar, unpacked at `/` before the start);
+        commit the container with `changes` (Dockerfile instructions); return the image id.
+
+        This is a build step with mounts, which the classic builder does not have. A failing
+        script is a BuildError with its last lines of output; the container is always removed.
+        """
+        import docker
+
+        tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        container = None
+        try:
+            with self._errors("install step"):
+                host_config = self.api.create_host_config(
+                    binds={source: {"bind": target, "mode": "rw"}
+                           for source, target in mounts.items()},
+                    network_mode=network_mode,
+                )
+                container = self.api.create_container(
+                    image, command=[script], entrypoint=["/bin/sh", "-c"], user="0",
+                    working_dir="/", host_config=host_config,
+                    labels={"org.builder.role": "install-step", "org.builder.image": what},
+                )["Id"]
+                if files is not None:
+                    self.api.put_archive(container, "/", files)
+                self.api.start(container)
+                pending = ""
+                for chunk in self.api.logs(container, stream=True, follow=True):
+                    pending += chunk.decode("utf-8", "replace")
+                    *lines, pending = pending.split("\n")
+                    for line in lines:
+                        if line.strip():
+                            tail.append(line.rstrip())
+                            progress.line(line.rstrip())
+                if pending.strip():
+                    tail.append(pending.rstrip())
+                status = int(self.api.wait(container).get("StatusCode", -1))
+                if status != 0:
+                    raise _build_error(what, "the install step",
+                                       f"exit code {status}", tail)
+                committed = self.api.commit(container, message=message or None,
+                                            changes=list(changes))
+                # Removing the container's files takes a while: it goes on while builder does
+                # what comes next, and `close` waits for it.
+                self._remove_later(container)
+                container = None
+                return str(committed["Id"])
+        except docker.errors.APIError as exc:
+            raise BuildError(redact(f"building {what} failed in the install step: "
+                                    f"{_api_message(exc)}")) from None
+        finally:
+            if container is not None:
+                with contextlib.suppress(docker.errors.APIError, EngineError):
+                    self.api.remove_container(container, force=True)
+
+    def _remove_later(self, container: str) -> None:
+        import docker
+
+        def remove() -> None:
+            # a client of its own (connected as `connect` does): docker-py's session is not
+            # shared between threads
+            with contextlib.suppress(Exception):  # a container left over is no failure
+                client = docker.from_env(timeout=int(self.api.timeout))
+                try:
+                    client.api.remove_container(container, force=True)
+                finally:
+                    client.close()
+
+        thread = threading.Thread(target=remove, name="builder-remove-container")
+        thread.start()
+        self._removals.append(thread)
+
+    def labelled_image(self, labels: Mapping[str, str]) -> str | None:
+        """The id of an image that has all these labels (tagged or not), or None."""
+        filters = {"label": [f"{key}={value}" for key, value in sorted(labels.items())]}
+        with self._errors("list images"):
+            found = self.api.images(filters=filters, all=True, quiet=True)
+        return str(found[0]) if found else None
+
+    def tag(self, image_id: str, ref: str) -> None:
+        import docker
+
+        from builder.images.names import split_ref
+
+        repository, tag = split_ref(ref)
+        try:
+            with self._errors(f"tag {ref}"):
+                self.api.tag(image_id, repository, tag=tag, force=True)
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot tag {ref}: {_api_message(exc)}") from None
 
     def run_once(self, image: str, command: Sequence[str]) -> str:
         """Run a command in a throwaway container without network; return its output."""

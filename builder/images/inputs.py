@@ -1,10 +1,10 @@
-"""Gather the base image's inputs: requirements, repository runtime needs, the template.
+"""Gather the base image's inputs: requirements, repository runtime needs, the installer,
+the rendered Dockerfile part and install steps.
 
-The dependencies come from where the project declares them (`builder.project`): a lock or
-pyproject.toml gives one requirement file that builder makes (the resolved set). Requirement
-files go into the build context under names derived from their content, and `-r`/`-c`
-references between them are rewritten to those names, so the checksum depends on what the
-files say and not on what they are called or where the project lives.
+The dependencies come from where the project declares them (`builder.project`): requirement
+files, or a lock or pyproject.toml that builder resolves into one list. Either way they are
+one list of requirement lines (builder.images.requirements.Requirements), installed by the
+chosen installer (builder.images.installers).
 """
 
 from __future__ import annotations
@@ -12,46 +12,30 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from builder.errors import SettingsError
 from builder.images import wheelhouse
 from builder.images.checksum import BaseInputs, checksum
 from builder.images.context import ContextBuilder
-from builder.images.dockerfile import (
-    BUILDER_HOME,
-    PROJECT_HOOK_DIR,
-    REQUIREMENTS_DIR,
-    WHEELHOUSE_DIR,
-    BaseTemplateData,
-    render_base,
-    with_labels,
-)
+from builder.images.dockerfile import render_base, template_sources
+from builder.images.install_step import CACHE_OWNER_FILE, PATHS, InstallSteps, render_install
+from builder.images.installers import Installer, get_installer
 from builder.images.parent import Parent
+from builder.images.requirements import MAIN_FILE, Requirements, collect_requirements
 from builder.project import install
-from builder.project.resolve import ResolvedSet, marker_environment, resolve
+from builder.project.resolve import marker_environment, resolve
 from builder.project.sources import DependencySource, detect_source
 from builder.repositories.base import BaseCodeRepository
 from builder.state.settings import Settings
+from builder.state.store import Store
 
-_REFERENCE = re.compile(
-    r"^(?P<lead>\s*)(?P<opt>--requirement|--constraint|-r|-c)(?P<sep>\s*=\s*|\s+|)(?P<path>\S+)"
-    r"(?P<rest>.*)$"
-)
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
-NAME_DIGITS = 20
-
+_URL_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@]+@")
 # What each built-in repository type needs in the image for the entrypoint to download.
 TYPE_EXTRAS = {"github": ("github",), "gitlab": ("gitlab",)}
 TYPE_APT = {"git": ("git",)}
-
-
-@dataclass(frozen=True)
-class RequirementFile:
-    name: str  # file name in the context, from the content
-    data: bytes  # the content, with references rewritten to context names
-    source: Path
 
 
 @dataclass(frozen=True)
@@ -87,33 +71,73 @@ class BaseRecipe:
 
     parent: Parent
     inputs: BaseInputs
-    dockerfile: str
-    requirements: tuple[RequirementFile, ...]
+    prefix: str  # the Dockerfile part: parent and apt packages
+    install: InstallSteps
+    requirements: Requirements
     needs: RuntimeNeeds
+    installer: Installer
     checksum: str
-    dependencies: ResolvedSet | None = None
+    record: dict[str, Any]  # the inputs as builder.images.changes compares them
     project_dir: str = ""  # where the project's install lives in the image; "" for none
 
-    def context(self, wheels: Path, labels: dict[str, str]) -> ContextBuilder:
+    def __hash__(self) -> int:
+        return hash(self.checksum)
+
+    @property
+    def dockerfile(self) -> str:
+        """The whole recipe, as a reader sees it: the Dockerfile part, then the install step."""
+        return self.prefix + "\n" + self.install.text()
+
+    def prefix_context(self) -> ContextBuilder:
         context = ContextBuilder()
-        context.add_bytes("Dockerfile", with_labels(self.dockerfile, labels).encode("utf-8"))
-        if self.requirements:
-            target = context.add_rooted("requirements", REQUIREMENTS_DIR)
-            for requirement in self.requirements:
-                context.add_bytes(f"{target}/{requirement.name}", requirement.data)
-        if self.project_dir:
-            target = context.add_rooted("project-hook", PROJECT_HOOK_DIR)
-            context.add_bytes(f"{target}/{install.HOOK_MODULE}.py",
-                              install.hook_source(self.project_dir).encode("utf-8"))
-        target = context.add_rooted("wheelhouse", WHEELHOUSE_DIR)
-        for wheel in sorted(wheels.glob("*.whl")):
-            context.add_file(f"{target}/{wheel.name}", wheel)
-        if self.needs.custom_modules:
-            target = context.add_rooted("custom", f"{BUILDER_HOME}/custom")
-            for module in self.needs.custom_modules:
-                for path, data in module.files:
-                    context.add_bytes(f"{target}/{path}", data)
+        context.add_bytes("Dockerfile", self.prefix.encode("utf-8"))
         return context
+
+    def runtime_files(self, wheels: Path, cache_owner: str | None, *,
+                      tools: bool) -> ContextBuilder:
+        """What the runtime step needs, laid out from `/`; removed again before the commit.
+        `tools`: hand in the installer's tools (they may be missing from the cache)."""
+        files = self._staging(wheels, cache_owner, tools=tools)
+        staging = PATHS.staging.lstrip("/")
+        wanted = {_wheel_project(name) for name in self.installer.tool_requirements()}
+        for wheel in sorted(wheels.glob("*.whl")):
+            if _wheel_project(wheel.name) not in wanted:
+                files.add_file(f"{staging}/wheelhouse/{wheel.name}", wheel)
+        for module in self.needs.custom_modules:
+            for name, data in module.files:
+                files.add_bytes(f"{staging}/custom/{name}", data)
+        return files
+
+    def requirement_files(self, wheels: Path, cache_owner: str | None, *,
+                          tools: bool) -> ContextBuilder:
+        """What the requirements step needs, laid out from `/`; removed before the commit."""
+        files = self._staging(wheels, cache_owner, tools=tools)
+        staging = PATHS.staging.lstrip("/")
+        if self.requirements:
+            files.add_bytes(f"{staging}/requirements/{MAIN_FILE}", self.requirements.text())
+            for name, data in self.requirements.files:
+                files.add_bytes(f"{staging}/requirements/{name}", data)
+        if self.project_dir:
+            files.add_bytes(f"{staging}/project-hook/{install.HOOK_MODULE}.py",
+                            install.hook_source(self.project_dir).encode("utf-8"))
+        return files
+
+    def _staging(self, wheels: Path, cache_owner: str | None, *, tools: bool) -> ContextBuilder:
+        files = ContextBuilder()
+        staging = PATHS.staging.lstrip("/")
+        if tools:
+            for name, tool in sorted(self.installer.tools(wheels).items()):
+                files.add_file(f"{staging}/tools/{name}", tool, executable=True)
+        if cache_owner:
+            files.add_bytes(f"{staging}/{CACHE_OWNER_FILE}", cache_owner.encode())
+        return files
+
+    def runtime_key(self, below: str, wheels: Path) -> str:
+        """What builder's environment layer depends on: the image below it, the step, the
+        wheels (the wheelhouse's own key), the custom modules."""
+        text = "\n".join([below, self.install.runtime, wheels.name,
+                          *(m.digest for m in self.needs.custom_modules)])
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def gather_base(settings: Settings, parent: Parent,
@@ -124,98 +148,95 @@ def gather_base(settings: Settings, parent: Parent,
 
     `source` is where the dependencies come from (detected when not given); `cache` is
     where uv's exports are remembered."""
-    source = source or detect_source(settings)
-    target = parent.target
-    resolved = resolve(settings.project_dir, source,
-                       marker_environment(target.implementation, target.version,
-                                          target.machine, target.system), cache)
-    top = {(settings.project_dir / name).resolve() for name in source.requirement_files}
-    if source.requirement_files:
-        requirements = collect_requirements(settings, source.requirement_files)
-    elif resolved.lines:
-        text = resolved.text.encode("utf-8")
-        generated = RequirementFile(hashlib.sha256(text).hexdigest()[:NAME_DIGITS] + ".txt",
-                                    text, settings.project_dir / source.files[-1])
-        requirements, top = [generated], {generated.source}
-    else:
-        requirements = []
-    project_dir = install.project_dir_for(settings.code_dir) if settings.install_project else ""
+    requirements = project_requirements(settings, target_environment(asdict(parent.target)),
+                                        source, cache)
     needs = runtime_needs(repositories)
-    data = BaseTemplateData(
-        parent_id=parent.id,
-        apt_packages=tuple(sorted(set(settings.apt_packages) | set(needs.apt))),
-        requirements=tuple(sorted({r.name for r in requirements if r.source in top})),
-        builder_requirement=wheelhouse.requirement(needs.extras),
-        extra_requirements=needs.pip,
+    installer = get_installer(settings.installer)
+    apt_packages = tuple(sorted(set(settings.apt_packages) | set(needs.apt)))
+    project_dir = install.project_dir_for(settings.code_dir) if settings.install_project else ""
+    prefix = render_base(parent.id, apt_packages)
+    steps = render_install(
+        installer,
+        has_requirements=bool(requirements),
+        builder_requirements=(wheelhouse.requirement(needs.extras), *needs.pip),
         custom_module=bool(needs.custom_modules),
-        environment=tuple(sorted(settings.environment.items())),
+        environment=settings.environment,
         code_dir=settings.code_dir,
         project_dir=project_dir,
     )
-    dockerfile = render_base(data)
     inputs = BaseInputs(
         parent_digest=parent.id,
-        requirements=tuple(hashlib.sha256(r.data).hexdigest() for r in requirements),
-        apt_packages=data.apt_packages,
-        environment=data.environment,
-        template=dockerfile,
+        requirements=requirements.lines,
+        apt_packages=apt_packages,
+        environment=tuple(sorted(settings.environment.items())),
+        template=prefix + steps.text(),
         builder_version=wheelhouse.builder_identity(),
         python_version=parent.target.version,
         platform=parent.target.platform,
         custom_sources=tuple(m.digest for m in needs.custom_modules),
         runtime_needs=needs.describe(),
+        installer=installer.name,
     )
-    return BaseRecipe(parent, inputs, dockerfile, tuple(requirements), needs, checksum(inputs),
-                      resolved, project_dir)
+    record = {**known_inputs(settings, requirements, needs),
+              "parent_digest": parent.id, "python_version": parent.target.version,
+              "platform": parent.target.platform, "target": asdict(parent.target)}
+    return BaseRecipe(parent, inputs, prefix, steps, requirements, needs, installer,
+                      checksum(inputs), record, project_dir)
 
 
-def collect_requirements(settings: Settings,
-                         names: tuple[str, ...] | None = None) -> list[RequirementFile]:
-    """Every requirement file, including those referenced with -r/-c, content-addressed.
-
-    `names` are the top files, relative to the project (default: `requirements:`)."""
-    done: dict[Path, RequirementFile] = {}
-    names = settings.requirements if names is None else names
-    for name in names:
-        path = settings.project_dir / name
-        if not path.is_file():
-            raise SettingsError(
-                f"{settings.file}: key 'requirements': file {name!r} "
-                f"not found in {settings.project_dir}"
-            )
-        _requirement_file(path.resolve(), settings, done, ())
-    return sorted(done.values(), key=lambda r: r.name)
+def project_requirements(settings: Settings, environment: dict[str, str],
+                         source: DependencySource | None = None,
+                         cache: Path | None = None) -> Requirements:
+    """The requirement lines of the project's dependency source (builder.project): the
+    requirement files' lines, or the set builder resolves from a lock or pyproject.toml
+    for the target's marker `environment`."""
+    source = source or detect_source(settings)
+    if source.requirement_files:
+        return collect_requirements(settings, source.requirement_files)
+    resolved = resolve(settings.project_dir, source, environment, cache)
+    return Requirements(tuple(resolved.lines))
 
 
-def _requirement_file(path: Path, settings: Settings, done: dict[Path, RequirementFile],
-                      stack: tuple[Path, ...]) -> RequirementFile:
-    if path in done:
-        return done[path]
-    if path in stack:
-        raise SettingsError(f"{path}: requirement files include each other in a cycle")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        including = stack[-1] if stack else settings.file
-        raise SettingsError(f"{including}: requirement file {str(path)!r} not found") from None
-    except UnicodeDecodeError:
-        raise SettingsError(f"{path}: requirement file is not UTF-8 text") from None
-    except OSError as exc:
-        raise SettingsError(f"{path}: cannot be read: {exc.strerror}") from None
-    lines = []
-    for line in text.splitlines(keepends=True):
-        match = _REFERENCE.match(line.rstrip("\r\n"))
-        if match and not _URL.match(match["path"]):
-            included = (path.parent / match["path"]).resolve()
-            child = _requirement_file(included, settings, done, (*stack, path))
-            ending = line[len(line.rstrip("\r\n")):]
-            line = f"{match['lead']}{match['opt']} {child.name}{match['rest']}{ending}"
-        lines.append(line)
-    data = "".join(lines).encode("utf-8")
-    name = hashlib.sha256(data).hexdigest()[:NAME_DIGITS] + ".txt"
-    result = RequirementFile(name, data, path)
-    done[path] = result
-    return result
+def target_environment(target: Mapping[str, str]) -> dict[str, str]:
+    """PEP 508's marker variables of the parent's Python, from its probe (wheelhouse.Target)."""
+    return marker_environment(target["implementation"], target["version"], target["machine"],
+                              target["system"])
+
+
+def known_inputs(settings: Settings, requirements: Requirements,
+                 needs: RuntimeNeeds) -> dict[str, Any]:
+    """The base's inputs that are known without an engine (for builder.images.changes)."""
+    return {
+        "requirements": [hide_url_credentials(line) for line in requirements.lines],
+        "apt_packages": sorted(set(settings.apt_packages) | set(needs.apt)),
+        "environment": dict(sorted(settings.environment.items())),
+        "runtime_needs": list(needs.describe()),
+        "custom_sources": [m.digest for m in needs.custom_modules],
+        "parent_image": settings.parent_image,
+        "installer": settings.installer,
+        "template": template_sources(),
+        "builder_version": wheelhouse.builder_identity(),
+        "code_dir": settings.code_dir,
+    }
+
+
+def _wheel_project(name: str) -> str:
+    """`uv` of `uv==0.13.9` or of `uv-0.13.9-py3-none-any.whl`."""
+    return re.split(r"[-=<>~!\[ ]", name, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def hide_url_credentials(line: str) -> str:
+    """A requirement line as records and messages show it: a URL's user and password (often
+    a token) replaced by ***."""
+    return _URL_USERINFO.sub(r"\1***@", line)
+
+
+def registered_repositories(repositories: Mapping[str, BaseCodeRepository],
+                            store: Store) -> dict[str, tuple[str, BaseCodeRepository]]:
+    """name -> (registered type, repository object), as gather_base wants them."""
+    records = {record.name: record for record in store.repositories()}
+    return {name: (records[name].type if name in records else repo.type, repo)
+            for name, repo in sorted(repositories.items())}
 
 
 def runtime_needs(repositories: dict[str, tuple[str, BaseCodeRepository]]) -> RuntimeNeeds:

@@ -35,9 +35,11 @@ from builder.state.atomic import staged_directory
 from builder.state.locks import file_lock
 from builder.state.secrets import redact
 
-DIST_NAME = "builder"
+DIST_NAME = "builder-cli"
+# The wheel's file and .dist-info names use the normalised name (PEP 427, PEP 503).
+WHEEL_NAME = "builder_cli"
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-WHEELHOUSE_LAYOUT = "v1"
+WHEELHOUSE_LAYOUT = "v2"
 PIP_TIMEOUT = 900
 KEEP_WHEELHOUSES = 6
 
@@ -145,7 +147,7 @@ def build_wheel(directory: Path) -> Path:
     """Pack builder's wheel into directory; the same files give the same bytes."""
     meta, entry_points = _metadata()
     version = builder.__version__
-    dist_info = f"{DIST_NAME}-{version}.dist-info"
+    dist_info = f"{WHEEL_NAME}-{version}.dist-info"
     entries: list[tuple[str, bytes, int]] = []
     for name, path in package_files():
         mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
@@ -161,7 +163,7 @@ def build_wheel(directory: Path) -> Path:
         record.write(f"{name},sha256={digest},{len(data)}\n")
     record.write(f"{dist_info}/RECORD,,\n")
     entries.append((f"{dist_info}/RECORD", record.getvalue().encode(), 0o644))
-    path = directory / f"{DIST_NAME}-{version}-py3-none-any.whl"
+    path = directory / f"{WHEEL_NAME}-{version}-py3-none-any.whl"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, data, mode in entries:
             info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
@@ -180,7 +182,7 @@ def wheelhouse_key(target: Target, extras: Sequence[str], extra_requirements: Se
 
 
 def requirement(extras: Sequence[str]) -> str:
-    """`builder` or `builder[github,gitlab]`."""
+    """`builder-cli` or `builder-cli[github,gitlab]`."""
     wanted = sorted(set(extras))
     return f"{DIST_NAME}[{','.join(wanted)}]" if wanted else DIST_NAME
 

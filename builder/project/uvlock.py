@@ -48,7 +48,7 @@ def uv_binary() -> str:
     if found:
         return found
     raise UsageError("uv.lock needs uv to be read: install builder's `uv` extra "
-                     "(pip install 'builder[uv]'), put uv on PATH, or set BUILDER_UV")
+                     "(pip install 'builder-cli[uv]'), put uv on PATH, or set BUILDER_UV")
 
 
 def uv_pins(directory: Path, extras: tuple[str, ...] = (), groups: tuple[str, ...] = (),

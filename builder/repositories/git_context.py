@@ -249,6 +249,7 @@ class Checkout:
                         "-q",
                         "--no-tags",
                         "--no-write-fetch-head",
+                        "--end-of-options",
                         remote.name,
                         *(f"refs/heads/{b}" for b in missing[:MAX_ANCESTRY_CHECKS]),
                     ],
@@ -361,6 +362,7 @@ class Checkout:
                     "--recurse-submodules=no",
                     f"--depth={depth}",
                     "--filter=blob:none",
+                    "--end-of-options",
                     remote.name,
                     *(f"refs/heads/{name}" for name, _ in tips),
                 ],
@@ -409,9 +411,15 @@ def _parse_heads(output: str) -> dict[str, str]:
     tips: dict[str, str] = {}
     for line in output.splitlines():
         sha, _, ref = line.partition("\t")
-        if ref.startswith("refs/heads/") and sha:
-            tips[ref[len("refs/heads/") :]] = sha.strip()
+        sha = sha.strip()
+        if ref.startswith("refs/heads/") and _is_object_id(sha):
+            tips[ref[len("refs/heads/") :]] = sha
     return tips
+
+
+def _is_object_id(value: str) -> bool:
+    """A full object id (what git itself prints), never something git could read as an option."""
+    return len(value) in (40, 64) and all(c in "0123456789abcdef" for c in value)
 
 
 class GitLocalContext(LocalRepositoryContext):

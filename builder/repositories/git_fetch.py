@@ -14,12 +14,12 @@ The download runs in a temporary repository beside the destination:
 5. the subdirectory's entries are renamed into the (empty) target, and the submodules' `.git`
    files are removed.
 
-Credentials (http and https only) go into the environment of the git processes, as
-`GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_n`/`GIT_CONFIG_VALUE_n` settings of
-`http.<scheme>://<host>/.extraHeader = Authorization: Basic base64(user:token)`, scoped to the
-repository's server. They never appear in the URL, in argv (which `ps` shows), or in
-`.git/config`. ssh, git:// and local repositories use the user's own setup. git's error text
-is redacted before it is shown.
+Credentials (http and https only) are an `http.<scheme>://<host>/.extraHeader =
+Authorization: Basic base64(user:token)` setting, scoped to the repository's server, in a
+memory-only file that the git processes inherit as a descriptor and include through
+`GIT_CONFIG_*` (`builder.code.gitsecrets`). They never appear in the URL, in argv (which `ps`
+shows), in any process's environment, in `.git/config` or on disk. ssh, git:// and local
+repositories use the user's own setup. git's error text is redacted before it is shown.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from builder.code import deadline
 from builder.code.download import (
     Listing,
     fetch_atomically,
@@ -45,9 +46,10 @@ from builder.code.download import (
     wants_verify,
 )
 from builder.code.gitcmd import start_git
+from builder.code.gitsecrets import GitConfigFile
 from builder.code.retry import Retryable, RetryPolicy
 from builder.errors import AuthenticationError, DownloadError, NotFoundError, UsageError
-from builder.state.atomic import remove_tree
+from builder.state.atomic import held_directory, remove_tree
 from builder.state.secrets import redact, remember
 
 
@@ -61,6 +63,7 @@ class GitRemote(Protocol):
     def token(self) -> str | None: ...
 
 DEFAULT_TIMEOUT = 600.0
+STALL_BYTES, STALL_SECONDS = 1, 60
 DEFAULT_USERNAME = "x-access-token"
 # Options for every git command here: no hooks, no maintenance, no line-ending conversion,
 # no recursion that we did not ask for, no advice on stderr.
@@ -74,6 +77,10 @@ _FIXED = (
     "-c", "init.defaultBranch=main",
     "-c", "submodule.recurse=false",
     "-c", "protocol.version=2",
+    # A server that sends nothing for a minute is stalled: git gives up (and builder retries,
+    # within the download's deadline) instead of waiting for the command's timeout.
+    "-c", f"http.lowSpeedLimit={STALL_BYTES}",
+    "-c", f"http.lowSpeedTime={STALL_SECONDS}",
 )
 _AUTH = (
     "authentication failed", "could not read username", "could not read password",
@@ -113,8 +120,12 @@ def _timeout() -> float:
 def login(repo: GitRemote, policy: RetryPolicy | None = None) -> None:
     """Check that the repository answers with the configured credentials (`git ls-remote`)."""
     git = _Git(repo, Path(tempfile.gettempdir()))
-    (policy or RetryPolicy.from_environment()).run(
-        lambda: git.run(["ls-remote", "--", repo.url, "HEAD"], what=_what(repo)))
+    try:
+        (policy or RetryPolicy.from_environment()).run(
+            lambda: git.run(["ls-remote", "--end-of-options", repo.url, "HEAD"],
+                            what=_what(repo)))
+    finally:
+        git.close()
 
 
 def download_files(repo: GitRemote, commit: str, directory: str | os.PathLike[str],
@@ -131,14 +142,13 @@ def download_files(repo: GitRemote, commit: str, directory: str | os.PathLike[st
                                                          policy))
 
 
-def credential_environment(repo: GitRemote,
-                           environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment entries that hand the token to git for this repository's server only."""
-    env = dict(os.environ if environ is None else environ)
+def credential_config(repo: GitRemote) -> GitConfigFile | None:
+    """git settings that hand the token to git for this repository's server only, in a file
+    only git's processes can read (see `builder.code.gitsecrets`); None without a token."""
     token = repo.token
     parts = urlsplit(repo.url) if "://" in repo.url else None
     if not token or parts is None or parts.scheme.lower() not in ("http", "https"):
-        return {}
+        return None
     user = repo.username or parts.username or DEFAULT_USERNAME
     basic = base64.b64encode(f"{user}:{token}".encode()).decode("ascii")
     remember(basic)
@@ -146,22 +156,12 @@ def credential_environment(repo: GitRemote,
     if ":" in host:
         host = f"[{host}]"
     origin = f"{parts.scheme.lower()}://{host}" + (f":{parts.port}" if parts.port else "") + "/"
-    settings = [
+    return GitConfigFile([
         (f"http.{origin}.extraHeader", f"Authorization: Basic {basic}"),
         # No credential helper for this server: a refused token must fail, not prompt or
         # touch stored logins. Other servers (submodules elsewhere) keep the user's helpers.
         (f"credential.{origin}.helper", ""),
-    ]
-    try:
-        count = int(env.get("GIT_CONFIG_COUNT", "0") or 0)
-    except ValueError:
-        count = 0
-    extra: dict[str, str] = {}
-    for offset, (key, value) in enumerate(settings):
-        extra[f"GIT_CONFIG_KEY_{count + offset}"] = key
-        extra[f"GIT_CONFIG_VALUE_{count + offset}"] = value
-    extra["GIT_CONFIG_COUNT"] = str(count + len(settings))
-    return extra
+    ])
 
 
 # ---------------------------------------------------------------------------- download
@@ -170,11 +170,14 @@ def credential_environment(repo: GitRemote,
 def _download(repo: GitRemote, sha: str, target: Path, subdir: str, verify: bool,
               policy: RetryPolicy) -> None:
     what = _what(repo, sha)
-    work = Path(tempfile.mkdtemp(prefix=".builder-git-", dir=target.parent))
+    # locked while in use: a later start removes it if this process is killed
+    work_dir = held_directory(target.parent, ".builder-git-")
+    work = work_dir.__enter__()
+    git = None
     try:
         git = _Git(repo, work)
         git.run(["init", "--quiet", "."], what=what)
-        git.run(["remote", "add", "origin", repo.url], what=what)
+        git.run(["remote", "add", "--end-of-options", "origin", repo.url], what=what)
         _fetch_commit(git, sha, what, policy)
         kind = git.run(["cat-file", "-t", f"{sha}:{subdir}" if subdir else sha],
                        what=what, missing=f"the commit has no directory {subdir!r}").strip()
@@ -198,7 +201,10 @@ def _download(repo: GitRemote, sha: str, target: Path, subdir: str, verify: bool
         if verify:
             verify_tree(target, entries, what=what)
     finally:
+        if git is not None:
+            git.close()
         remove_tree(work)
+        work_dir.__exit__(None, None, None)
 
 
 def _fetch_commit(git: _Git, sha: str, what: str, policy: RetryPolicy) -> None:
@@ -296,12 +302,22 @@ class _Git:
     """Runs git for one repository: fixed options, credentials in the environment only."""
 
     def __init__(self, repo: GitRemote, cwd: Path) -> None:
+        from builder.repositories.urls import clone_url_problem
+
+        problem = clone_url_problem(repo.url)
+        if problem:  # registered before builder checked, or written into the store by hand
+            raise UsageError(f"git repository URL {problem}")
         self.repo = repo
         self.url = redact(repo.url)
         self.cwd = cwd
+        self.credentials = credential_config(repo)
         self.env = {"GIT_LITERAL_PATHSPECS": "1",
-                    **credential_environment(repo)}
+                    **(self.credentials.environment() if self.credentials else {})}
         self.timeout = _timeout()
+
+    def close(self) -> None:
+        if self.credentials is not None:
+            self.credentials.close()
 
     def run(self, args: Sequence[str], *, what: str, missing: str | None = None,
             stdin: bytes | None = None) -> bytes:
@@ -310,13 +326,20 @@ class _Git:
         `missing` names what a "not found" answer means: "commit" for fetches of the commit,
         another text for other lookups, None when a not-found is about the repository.
         """
-        process = start_git([*_FIXED, *args], self.cwd, env=self.env, stdin=stdin).process
+        fds = self.credentials.fds if self.credentials else ()
+        active = deadline.current()
+        if active is not None:
+            active.check(what, f"`git {args[0]}`")
+        process = start_git([*_FIXED, *args], self.cwd, env=self.env, stdin=stdin,
+                            pass_fds=fds).process
         try:
-            out, err = process.communicate(stdin, timeout=self.timeout)
+            out, err = process.communicate(stdin, timeout=deadline.bound(self.timeout))
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
+            if active is not None and active.expired():
+                raise active.error(what, f"`git {args[0]}`") from None
             raise Retryable(DownloadError(
                 f"{what}: `git {args[0]}` took longer than {self.timeout:g} s "
                 "(BUILDER_GIT_TIMEOUT)"

@@ -58,8 +58,13 @@ from builder.code.retry import (
     retry_after,
 )
 from builder.errors import AuthenticationError, DownloadError, NotFoundError, RateLimitError
+from builder.repositories.extras import require_extra
 from builder.repositories.urls import path_on_server
 from builder.state.secrets import redact
+
+# Every use of the API comes through this module: without the extra, one line names the
+# install command instead of a ModuleNotFoundError.
+require_extra("github")
 
 if TYPE_CHECKING:
     import requests

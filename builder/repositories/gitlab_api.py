@@ -56,9 +56,15 @@ from builder.code.retry import (
     check_status,
     named_wait,
 )
+from builder.code.sessions import origin_bound_session
 from builder.errors import AuthenticationError, DownloadError, NotFoundError, RateLimitError
+from builder.repositories.extras import require_extra
 from builder.repositories.urls import path_on_server
 from builder.state.secrets import redact
+
+# Every use of the API comes through this module: without the extra, one line names the
+# install command instead of a ModuleNotFoundError.
+require_extra("gitlab")
 
 if TYPE_CHECKING:
     import gitlab
@@ -395,6 +401,7 @@ class _Client:
             retry_transient_errors=False,
             user_agent=f"builder/{__version__}",
             keep_base_url=True,
+            session=origin_bound_session(),  # PRIVATE-TOKEN never follows a redirect away
         )
         self.gl.session.hooks["response"].append(self._remember)
 

@@ -32,7 +32,8 @@ def register(
         if token is not None:
             parsed = secrets.parse_reference(token)
             if parsed is None:
-                owned = OWNED_SECRET_PREFIX + name
+                # a name no secret has: a user's secret is never overwritten
+                owned = _free_secret_name(state.secrets, OWNED_SECRET_PREFIX + name)
                 secrets.remember(token)
                 state.secrets[owned] = {"token": token}
                 token = secrets.reference(owned, "token")
@@ -50,14 +51,41 @@ def register(
     return record
 
 
-def delete(store: Store, name: str) -> RepositoryRecord:
+def delete(store: Store, name: str) -> tuple[RepositoryRecord, str | None]:
+    """Remove a repository and the secret builder made for its token, unless another
+    repository uses that secret now (it is kept). Returns the record and a note on what was
+    kept, if anything. A secret the user made is never deleted here."""
+    note = None
     with store.transaction() as state:
         record = state.repositories.pop(name, None)
         if record is None:
             raise NotRegisteredError(f"no code repository named {name!r}")
-        if record.owned_secret:
-            state.secrets.pop(record.owned_secret, None)
-    return record
+        owned = record.owned_secret
+        if owned and owned in state.secrets:
+            users = sorted(r.name for r in state.repositories.values()
+                           if r.token and secret_of(r.token) == owned)
+            if users:
+                note = (f"kept secret {owned!r}: code repository {', '.join(users)} uses it "
+                        "(`builder secret delete` it once nothing does)")
+            else:
+                state.secrets.pop(owned)
+    return record, note
+
+
+def secret_of(token: str) -> str | None:
+    """The secret a `{{name.key}}` token reference names (None for env and literals)."""
+    parsed = secrets.parse_reference(token)
+    if parsed is None or parsed[0] == secrets.ENV_NAMESPACE:
+        return None
+    return parsed[0]
+
+
+def _free_secret_name(existing: Mapping[str, object], wanted: str) -> str:
+    name, number = wanted, 1
+    while name in existing:
+        number += 1
+        name = f"{wanted}-{number}"
+    return name
 
 
 def get(store: Store, name: str) -> RepositoryRecord:

@@ -8,10 +8,11 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
 from builder.errors import RepositoryConfigError
 from builder.repositories.base import BaseCodeRepository
+from builder.repositories.extras import require_extra
+from builder.repositories.urls import has_control_character
 from builder.state.store import RepositoryRecord
 
 TYPES = ("github", "gitlab", "git", "custom")
@@ -19,6 +20,7 @@ _SOURCE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 _OPTION_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
 _GITHUB_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _GITLAB_PATH = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
+_USERNAME = re.compile(r"^[^:@/\s]+$")
 
 
 class Option(NamedTuple):
@@ -68,6 +70,7 @@ def validate_options(type_name: str, options: Mapping[str, str], *, cwd: Path) -
         raise RepositoryConfigError(
             f"--type {type_name!r} is unknown (choose from {', '.join(TYPES)})"
         )
+    require_extra(type_name)
     known = {o.name for o in OPTIONS[type_name]}
     config: dict[str, str] = {}
     for key, value in options.items():
@@ -81,6 +84,10 @@ def validate_options(type_name: str, options: Mapping[str, str], *, cwd: Path) -
             raise RepositoryConfigError(f"--{key}: option names use letters, digits, '-' and '_'")
         if value is None or value == "":
             raise RepositoryConfigError(f"--{key} needs a value")
+        if has_control_character(value):
+            raise RepositoryConfigError(
+                f"--{_flag(key)} contains a control character (a newline, a tab, ...)"
+            )
         config[key] = value
     for option in OPTIONS[type_name]:
         if option.required and option.name not in config:
@@ -92,25 +99,23 @@ def validate_options(type_name: str, options: Mapping[str, str], *, cwd: Path) -
 
 
 def _check_values(type_name: str, config: dict[str, str], cwd: Path) -> None:
-    from builder.repositories.urls import parse_remote_url, parse_web_url
+    from builder.repositories.urls import clone_url_problem, parse_remote_url, web_url_problem
 
     for key in ("url", "api_url"):
         if key in config and type_name in ("github", "gitlab"):
-            try:
-                parse_web_url(config[key])
-            except ValueError:
-                raise RepositoryConfigError(
-                    f"--{key} {config[key]!r} must be an http(s) URL such as https://github.example.com"
-                ) from None
+            problem = web_url_problem(config[key])
+            if problem:
+                raise RepositoryConfigError(f"--{_flag(key)} {_shown(config[key])} {problem}")
             config[key] = config[key].rstrip("/")
     if type_name == "github":
         for key in ("owner", "repository"):
-            if not _GITHUB_NAME.match(config[key]):
+            if not _GITHUB_NAME.match(config[key]) or not _is_path_segment(config[key]):
                 raise RepositoryConfigError(f"--{key} {config[key]!r} is not a GitHub name")
     elif type_name == "gitlab":
         config["group"] = config["group"].strip("/")
         for key in ("group", "project"):
-            if not _GITLAB_PATH.match(config[key]):
+            if not _GITLAB_PATH.match(config[key]) or not all(
+                    _is_path_segment(part) for part in config[key].split("/")):
                 raise RepositoryConfigError(f"--{key} {config[key]!r} is not a GitLab path")
         if "/" in config["project"]:
             raise RepositoryConfigError(
@@ -118,17 +123,35 @@ def _check_values(type_name: str, config: dict[str, str], cwd: Path) -> None:
             )
     elif type_name == "git":
         url = config["url"]
+        problem = clone_url_problem(url)
+        if problem:
+            raise RepositoryConfigError(f"--url {_shown(url)} {problem}")
         parsed = parse_remote_url(url, base_dir=str(cwd))
         if parsed is None:
-            raise RepositoryConfigError(f"--url {url!r} is not a git URL")
-        if "://" in url and urlsplit(url).password:
-            raise RepositoryConfigError("--url must not contain a password; pass it with --token")
+            raise RepositoryConfigError(f"--url {_shown(url)} is not a git URL")
         if parsed.is_local and "://" not in url:
             config["url"] = str(Path(cwd, url).resolve()) if not Path(url).is_absolute() else url
+        if "username" in config and not _USERNAME.match(config["username"]):
+            raise RepositoryConfigError(
+                f"--username {config['username']!r} must not contain ':', '@', '/' or spaces"
+            )
     elif type_name == "custom":
         if not _SOURCE.match(config["source"]):
             raise RepositoryConfigError(f"--source {config['source']!r} must be module.Class")
         load_custom_class(config["source"], cwd)
+
+
+def _is_path_segment(name: str) -> bool:
+    """Not `.` or `..` (which leave the owner's or group's namespace) and not an option."""
+    return name.strip(".") != "" and not name.startswith("-")
+
+
+def _shown(value: str) -> str:
+    """A URL as an error may show it: without credentials, on one line."""
+    from builder.repositories.urls import strip_credentials
+    from builder.state.secrets import redact
+
+    return repr(redact(strip_credentials(value)))[:300]
 
 
 def load_custom_class(source: str, project_dir: Path | None = None) -> type[BaseCodeRepository]:

@@ -146,3 +146,65 @@ def _real(path: str) -> str:
     elif real.endswith(".git") and not os.path.exists(real) and os.path.isdir(real[:-4]):
         real = real[:-4]
     return real.rstrip("/") or "/"
+
+
+#: Transports builder hands to git. Anything else (`ext::`, `fd::`, a remote helper) could
+#: run a command or read a descriptor of builder's process.
+GIT_SCHEMES = ("http", "https", "ssh", "git", "file", "git+ssh", "ssh+git")
+_HELPER = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*::")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def has_control_character(value: str) -> bool:
+    """A newline, a tab or another control character (never part of a name or URL)."""
+    return bool(_CONTROL.search(value))
+
+
+def clone_url_problem(url: str) -> str | None:
+    """Why git must not be given `url`, or None. The reason never repeats a credential."""
+    if has_control_character(url):
+        return "contains a control character (a newline, a tab, ...)"
+    if _HELPER.match(url):
+        return ("uses a git remote helper (`transport::address`, such as ext:: or fd::), "
+                "which can run commands; use an https, ssh, git or file URL or a path")
+    scheme = _SCHEME.match(url)
+    if scheme:
+        name = scheme.group(1).lower()
+        if name not in GIT_SCHEMES:
+            return f"uses the scheme {name!r}; use one of {', '.join(GIT_SCHEMES)} or a path"
+        parts = urlsplit(url)
+        if name in WEB_SCHEMES and "@" in parts.netloc:
+            return ("contains a user name or token before the host: pass the user with "
+                    "--username and the token with --token, which goes to the secret store")
+        if name != "file" and _starts_like_an_option(parts.netloc.rpartition("@")[2],
+                                                     parts.username or ""):
+            return "has a user or host that starts with '-' (it would reach ssh as an option)"
+        return None
+    if url.startswith("-"):
+        return "starts with '-' (git would read it as an option)"
+    scp = _SCP.match(url)
+    if scp and "/" not in url.split(":", 1)[0] and _starts_like_an_option(
+            scp.group("host"), scp.group("user") or ""):
+        return "has a user or host that starts with '-' (it would reach ssh as an option)"
+    return None
+
+
+def web_url_problem(url: str) -> str | None:
+    """Why `url` cannot be a GitHub or GitLab instance's web or API URL, or None."""
+    if has_control_character(url):
+        return "contains a control character (a newline, a tab, ...)"
+    try:
+        parse_web_url(url)
+    except ValueError:
+        return "must be an http(s) URL such as https://github.example.com"
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        return ("contains a user name or token before the host: pass the token with --token, "
+                "which goes to the secret store")
+    if parts.query or parts.fragment:
+        return "must not have a query or a fragment"
+    return None
+
+
+def _starts_like_an_option(*values: str) -> bool:
+    return any(value.strip("[").startswith("-") for value in values)

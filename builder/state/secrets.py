@@ -71,8 +71,19 @@ def validate_key(key: str) -> str:
 def remember(value: str | None) -> None:
     """Make `redact` mask this value from now on."""
     if value and len(value) >= _MIN_SECRET_LENGTH:
+        if not _known:
+            from builder.state import coredump
+
+            coredump.disable()  # from now on a core dump would hold the secret
         with _lock:
             _known.add(value)
+
+
+def holds_secret(text: str) -> bool:
+    """Whether `text` contains a secret value builder has seen."""
+    with _lock:
+        values = list(_known)
+    return any(value in text for value in values)
 
 
 def redact(text: str) -> str:

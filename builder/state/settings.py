@@ -12,6 +12,8 @@ SETTINGS_FILE = "builder.yaml"
 DEFAULT_PARENT_IMAGE = "python:3.11-slim"
 DEFAULT_CODE_DIR = "/app/code"
 DEFAULT_REQUIREMENTS = "requirements.txt"
+INSTALLERS = ("uv", "pip")  # builder.images.installers
+DEFAULT_INSTALLER = "uv"
 # Where the dependencies come from (README "Project formats"); "auto" detects it.
 DEPENDENCY_SOURCES = ("auto", "uv.lock", "poetry.lock", "pyproject.toml", "requirements", "none")
 
@@ -38,6 +40,7 @@ class Settings(NamedTuple):
     code_dir: str
     command: tuple[str, ...]
     verify_download: bool
+    installer: str = DEFAULT_INSTALLER
     requirements_given: bool = False  # `requirements:` is in builder.yaml
     dependencies: str = "auto"  # one of DEPENDENCY_SOURCES
     extras: tuple[str, ...] = ()
@@ -102,6 +105,7 @@ def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
         "code_dir",
         "command",
         "verify_download",
+        "installer",
         "dependencies",
         "extras",
         "groups",
@@ -201,6 +205,9 @@ def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
     if not isinstance(verify, bool):
         raise err("verify_download", f"expected true or false, got {_kind(verify)}")
 
+    installer = _string(data, "installer", DEFAULT_INSTALLER, err)
+    if installer not in INSTALLERS:
+        raise err("installer", f"{installer!r} is not one of {', '.join(INSTALLERS)}")
     dependencies = _string(data, "dependencies", "auto", err)
     if dependencies not in DEPENDENCY_SOURCES:
         raise err("dependencies", f"{dependencies!r} is not one of {', '.join(DEPENDENCY_SOURCES)}")
@@ -223,6 +230,7 @@ def _parse(directory: Path, path: Path, data: dict[Any, Any]) -> Settings:
         code_dir=code_dir,
         command=command,
         verify_download=verify,
+        installer=installer,
         requirements_given="requirements" in data,
         dependencies=dependencies,
         extras=extras,

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from builder.errors import StoreError
+from builder.errors import StoreError, describe_os_error
 from builder.state import secrets
 from builder.state.atomic import atomic_write_text
 from builder.state.locks import file_lock
@@ -111,17 +111,54 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[State]:
-        """Lock, load, yield the state for changes, then write back what changed."""
-        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with file_lock(self.home / ".lock"):
+        """Lock, load, yield the state for changes, then write back what changed.
+
+        A machine fault (read-only or full disk, a file where the state directory should
+        be) is a `StoreError` naming the path and the fix; the files stay as they were.
+        """
+        with contextlib.ExitStack() as stack:
+            try:
+                self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+                stack.enter_context(file_lock(self.home / ".lock"))
+            except OSError as exc:
+                raise self._fault(exc, self.home / ".lock") from None
             state = State(self._read_repositories(), self._read_secrets())
             before = (_dump_repositories(state.repositories), _dump(state.secrets))
             yield state
             after = (_dump_repositories(state.repositories), _dump(state.secrets))
-            if after[1] != before[1]:
-                atomic_write_text(self.secrets_path, after[1], mode=0o600)
-            if after[0] != before[0]:
-                atomic_write_text(self.repositories_path, after[0], mode=0o644)
+            path = self.secrets_path
+            try:
+                if after[1] != before[1]:
+                    atomic_write_text(path, after[1], mode=0o600)
+                path = self.repositories_path
+                if after[0] != before[0]:
+                    atomic_write_text(path, after[0], mode=0o644)
+            except OSError as exc:
+                raise self._fault(exc, path) from None
+
+    def _fault(self, exc: OSError, path: Path) -> StoreError:
+        """The one-line error for a failed read or write of the state directory."""
+        import errno
+
+        home = self.home
+        if home.exists() and not home.is_dir():
+            return StoreError(
+                f"BUILDER_HOME {home} is a file, not a directory: remove it, or set "
+                "BUILDER_HOME to a directory"
+            )
+        if exc.errno == errno.EISDIR or (path.name == ".lock" and path.is_dir()):
+            return StoreError(
+                f"{path} is a directory, not builder's lock file: remove it (builder makes "
+                "the file again)"
+            )
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            hint = (f"builder keeps its state in {home} ($BUILDER_HOME): make it writable, "
+                    "or set BUILDER_HOME to a writable directory")
+        elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            hint = "nothing was changed"
+        else:
+            hint = f"builder keeps its state in {home} ($BUILDER_HOME)"
+        return StoreError(f"{describe_os_error(exc, 'cannot write ' + str(path))}; {hint}")
 
     def _read_repositories(self) -> dict[str, RepositoryRecord]:
         data = self._load(self.repositories_path, "repositories")
@@ -134,8 +171,9 @@ class Store:
 
     def _read_secrets(self) -> dict[str, dict[str, str]]:
         path = self.secrets_path
-        if path.exists() and path.stat().st_mode & 0o077:
-            os.chmod(path, 0o600)
+        with contextlib.suppress(OSError):
+            if path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)
         data = self._load(path, "secrets")
         result: dict[str, dict[str, str]] = {}
         for name, keys in data.items():

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -173,26 +172,61 @@ def build_for_run(path: str | Path, options: RunOptions, *, push: bool, no_reuse
     return result, spec
 
 
+@dataclass(frozen=True)
+class RunFiles:
+    """This run's private directory and the token file in it (None without a token)."""
+
+    directory: Path
+    token: Path | None
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The label that lets a later run find this run's container if this one is killed."""
+        from builder.targets.orphans import owner_labels
+
+        return owner_labels(self.directory)
+
+
 @contextmanager
-def token_file(token: str | None, home: Path) -> Iterator[Path | None]:
-    """A private file holding the token for the life of the run, then removed."""
-    if not token:
-        yield None
-        return
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    directory = Path(tempfile.mkdtemp(prefix="run-", dir=home))
-    path = directory / "token"
+def run_files(token: str | None, home: Path) -> Iterator[RunFiles]:
+    """A private directory for the life of the run, holding the token file; then removed.
+
+    If the run is killed, the next run removes both the directory and the container
+    (`remove_orphans`).
+    """
+    from builder.targets.orphans import run_directory
+
+    with run_directory(home) as directory:
+        path = None
+        if token:
+            path = directory / "token"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(token)
+        yield RunFiles(directory, path)
+
+
+def remove_orphans(client: Any, home: Path, log: Any) -> None:
+    """Remove the containers, token files and run directories of killed runs of `home`."""
+    import docker.errors
+
+    from builder.targets.orphans import OWNER_LABEL, clear_run_directories, is_orphan
+
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(token)
-        yield path
-    finally:
-        path.unlink(missing_ok=True)
-        directory.rmdir()
+        containers = client.containers.list(all=True, filters={"label": OWNER_LABEL})
+    except docker.errors.APIError as exc:
+        log(f"could not look for containers of killed runs: {exc}")
+        containers = []
+    for container in containers:
+        if is_orphan(container.labels, home):
+            with suppress(docker.errors.APIError):
+                container.remove(force=True)
+                log(f"removed container {container.short_id}, left running by a killed run")
+    clear_run_directories(home)
 
 
-def run_container(client: Any, spec: ContainerSpec, token_path: Path | None, log: Any) -> int:
+def run_container(client: Any, spec: ContainerSpec, token_path: Path | None, log: Any,
+                  labels: Mapping[str, str] | None = None) -> int:
     """Start the container, stream its output, return its exit code; always remove it.
 
     SIGINT or SIGTERM stops the container (SIGTERM to the program, SIGKILL after
@@ -212,7 +246,7 @@ def run_container(client: Any, spec: ContainerSpec, token_path: Path | None, log
             volumes=volumes,
             network_mode=spec.network,
             tmpfs=spec.tmpfs or None,
-            labels={"builder.run": "1", **spec.labels},
+            labels={"builder.run": "1", **spec.labels, **(labels or {})},
             detach=True,
         )
     except docker.errors.ImageNotFound:

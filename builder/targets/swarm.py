@@ -6,7 +6,9 @@ secret named after its content (`builder-token-<hash>`, created once and reused)
 `/run/secrets/builder-token` and named by `BUILDER_TOKEN_FILE`; the service's spec and its
 containers carry no token. The task's output streams to our stdout and stderr; builder
 returns the task's exit code. Ctrl-C (or SIGTERM) removes the service. The service is
-removed in every case, and then every token secret of builder's that no service uses.
+removed in every case, and then every token secret of builder's that no service uses. A run
+killed with SIGKILL cannot do that; its service carries the owner label of
+`builder.targets.orphans`, so the next run removes it, and with it the token secret.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
 from types import FrameType
 from typing import Any, BinaryIO
 
@@ -179,11 +181,44 @@ def prune_token_secrets(client: Any, log: Log) -> list[str]:
 # ---- running -----------------------------------------------------------------------------
 
 
-def run_service(client: Any, workload: Workload, log: Log, name: str | None = None) -> int:
-    """Create the service, stream its output, return the task's exit code; always remove it."""
+def remove_orphans(client: Any, home: Path, log: Log) -> list[str]:
+    """Remove the services that killed runs of `home` left behind, then every token secret
+    of builder's that no service uses any more; return the removed services' names."""
+    import docker.errors
+
+    from builder.targets.orphans import OWNER_LABEL, is_orphan
+
+    removed: list[str] = []
+    try:
+        services = client.api.services(filters={"label": OWNER_LABEL})
+    except docker.errors.APIError as exc:
+        log(f"could not look for services of killed runs: {_explain(exc)}")
+        return removed
+    for service in services:
+        spec = service.get("Spec") or {}
+        if is_orphan(spec.get("Labels"), home):
+            with contextlib.suppress(docker.errors.NotFound):
+                try:
+                    client.api.remove_service(service["ID"])
+                except docker.errors.APIError as exc:
+                    log(f"could not remove service {spec.get('Name')}: {_explain(exc)}")
+                    continue
+                removed.append(str(spec.get("Name")))
+                log(f"removed service {spec.get('Name')}, left behind by a killed run")
+    prune_token_secrets(client, log)
+    return removed
+
+
+def run_service(client: Any, workload: Workload, log: Log, name: str | None = None,
+                labels: Mapping[str, str] | None = None) -> int:
+    """Create the service, stream its output, return the task's exit code; always remove it.
+
+    `labels` name the run that owns the service (see `builder.targets.orphans`)."""
     import docker.errors
 
     plan = service_plan(workload, name)
+    if labels:
+        plan = replace(plan, labels={**plan.labels, **labels})
     service_id: str | None = None
     interrupted = threading.Event()
     received: list[int] = []

@@ -20,6 +20,8 @@ Scenarios (the letters of the README table; each module also runs on its own):
      (bench_runs)
   h  the project's install at a warm container start: with it against without it
      (bench_start; medium)
+  i  base image build, cold and after one requirement changes: builder build against docker
+     build of the conventional Dockerfile with pip (bench_base; 15 pinned packages)
 
 A full run (5 repetitions after 1 warm-up, all sizes) prints the table, writes it into
 README's "Benchmarks" section with the date and the machine, and draws docs/bench.png.
@@ -41,6 +43,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tests.bench import (
+    bench_base,
     bench_build,
     bench_cold,
     bench_download,
@@ -79,6 +82,7 @@ PLAN: list[tuple[str, Scenario, list[str]]] = [
     ("a", bench_iterate.run_pushed, SIZE_ORDER),
     ("b", bench_iterate.run_uncommitted, ["small", "medium"]),  # large: +6 min, same story
     ("g", bench_runs.run, ["records"]),
+    ("i", bench_base.run, ["small"]),  # its own 15-package project, whatever the size
 ]
 # On the WAN the goals of a and b are stated for medium and large projects.
 WAN_SIZES = {"a": ["medium", "large"], "b": ["medium", "large"]}

@@ -29,6 +29,7 @@ from builder.targets.swarm import NotSwarmManagerError, require_manager
 from tests.gitworld import GIT_IDENTITY, clone_served, git
 from tests.infra.docker_fixtures import REGISTRY
 from tests.infra.git_server import GitServer
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -133,6 +134,18 @@ def swarm(docker_client, initial_swarm) -> Iterator[None]:
                            capture_output=True, timeout=120)
             assert docker_client.info()["Swarm"]["LocalNodeState"] == "inactive"
         assert leftovers == [], "builder left token secrets behind"
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """End a `builder run` the test started, as a user would (Ctrl-C), so that even a failed
+    test leaves no service and no secret behind; SIGKILL only if that does not work."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
 
 
 def builder_services(docker_client) -> list[Any]:
@@ -269,7 +282,10 @@ def test_the_token_is_a_secret_file_that_no_inspect_shows_and_ctrl_c_removes_the
         assert reference["SecretName"] == token_secret_name(story.token)
         assert reference["File"]["Name"] == "builder-token"
 
-        [task] = [t for t in services[0].tasks() if t["Status"]["State"] == "running"]
+        # The program runs before Swarm reports its task as running: wait for the report.
+        task = wait_for(lambda: next((t for t in services[0].tasks()
+                                      if t["Status"]["State"] == "running"), None),
+                        "Swarm to report the task running")
         container_id = task["Status"]["ContainerStatus"]["ContainerID"]
         container_json = subprocess.run(
             ["docker", "inspect", container_id], capture_output=True, text=True, check=True
@@ -289,9 +305,7 @@ def test_the_token_is_a_secret_file_that_no_inspect_shows_and_ctrl_c_removes_the
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=120)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop(process)
     assert process.returncode == 130, err
     assert "removing service" in err
     shown = json.loads(story.builder("runs", "show", running["id"], "--json").stdout)
@@ -303,3 +317,27 @@ def test_the_token_is_a_secret_file_that_no_inspect_shows_and_ctrl_c_removes_the
     while docker_client.containers.list(all=True, filters={"id": container_id}):
         assert time.monotonic() < deadline, "the task's container outlived its service"
         time.sleep(0.5)
+
+
+def test_a_killed_run_leaves_a_service_and_secret_that_the_next_run_removes(
+    story, swarm, docker_client
+):
+    program = "import time; print('ready', flush=True); time.sleep(600)"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "builder", *story.swarm_args("python", "-u", "-c", program)],
+        env=story.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        process.send_signal(signal.SIGKILL)  # no chance to remove anything
+        process.wait(timeout=60)
+    finally:
+        stop(process)
+    assert len(builder_services(docker_client)) == 1
+    assert [s.name for s in token_secrets(docker_client)] == [token_secret_name(story.token)]
+    done = story.run("python", "-c", "print('next')")
+    assert done.returncode == 0 and done.stdout.strip() == "next", done.stderr
+    assert "left behind by a killed run" in done.stderr
+    assert builder_services(docker_client) == []
+    assert token_secrets(docker_client) == []

@@ -267,6 +267,20 @@ def test_status_of_a_git_repository_imports_no_docker_api_clients_or_cli_framewo
         assert json.loads(done.stdout)["mode"] == "reuse"
         loaded.append(done.stderr.rstrip().rpartition("HEAVY=")[2])
     assert loaded == ["yaml", ""]
+    # with a record of the last base to compare with (builder.images.changes), still none
+    from builder.images.changes import save_record
+
+    target = {"implementation": "cpython", "version": "3.11.2", "machine": "x86_64",
+              "system": "linux", "libc": "glibc", "libc_version": "2.36"}
+    save_record(world.home, project, {"checksum": "0" * 64, "requirements": ["six==1.0"],
+                                      "installer": "pip", "target": target})
+    done = subprocess.run([sys.executable, "-c", code], env={**world_env(world)},
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["base_changes"] == [
+        {"input": "requirements", "added": [], "removed": ["six==1.0"]},
+        {"input": "installer", "before": "pip", "after": "uv"}]
+    assert done.stderr.rstrip().rpartition("HEAVY=")[2] == ""
 
 
 def test_status_fast_path_and_typer_agree(world):

@@ -104,7 +104,8 @@ def test_two_remotes_ask_only_the_matching_one(world):
     log.unlink(missing_ok=True)
     assert world.status(project)["mode"] == "reuse"
     asked = [line for line in log.read_text().splitlines() if "ls-remote" in line.split()]
-    assert len(asked) == 1 and asked[0].split()[-3:] == ["ls-remote", "--heads", "origin"], asked
+    assert len(asked) == 1 and asked[0].split()[-4:] == [
+        "ls-remote", "--heads", "--end-of-options", "origin"], asked
 
 
 def test_a_remote_no_registered_repository_names_is_never_asked(world):

@@ -234,17 +234,23 @@ def test_unknown_parent_image_is_bad_input(world, names, registry):
     assert "Traceback" not in result.stderr
 
 
-def test_failing_pip_install_shows_the_step_and_its_last_lines(world, names):
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_failing_install_shows_the_step_and_its_last_lines(world, names, docker_client,
+                                                            installer):
     project = world.root / "p"
     project.mkdir()
-    (project / "builder.yaml").write_text(yaml(names()))
+    name = names()
+    (project / "builder.yaml").write_text(yaml(name, extra=f"installer: {installer}\n"))
     (project / "requirements.txt").write_text("builder-test-no-such-package-4711==0.0.1\n")
     result = build(world, project)
     assert result.code == 1 and result.stdout == ""
     error = result.stderr[result.stderr.index("builder: error:"):]
-    assert "pip install" in error and "returned a non-zero code" in error
+    assert "failed at 'the install step': exit code 1" in error
     assert "builder-test-no-such-package-4711" in error
     assert "last lines of output" in error and "Traceback" not in error
+    # the install container is gone, whatever happened in it
+    steps = docker_client.containers.list(all=True, filters={"label": "org.builder.role"})
+    assert not [c for c in steps if c.labels.get("org.builder.image", "").startswith(name)]
 
 
 def test_engine_down_is_an_operation_failure(world, names):
@@ -349,6 +355,74 @@ def test_reuse_bake_and_registry_round_trip(world, names, docker_client, registr
     assert changed["checksum"] != first["checksum"]
     assert changed["built"] == [changed["base_image"], changed["image"]]
     assert run_in(docker_client, changed["image"], "python", "main.py") == "version two 1.16.0"
+
+
+def test_one_changed_requirement_is_named_and_downloaded_alone(world, names, docker_client):
+    project = world.root / "p"
+    project.mkdir()
+    (project / "builder.yaml").write_text(yaml(names()))
+    (project / "requirements.txt").write_text("six==1.16.0\nidna==3.7\n")
+    first = build(world, project)
+    assert first.json()["base_changes"] == []
+    assert "Prepared 2 packages" in first.stderr  # uv's summary: both downloaded
+    assert world.status(project)["base_changes"] == []
+
+    (project / "requirements.txt").write_text("# pinned\nsix==1.16.0\nidna==3.6\n")
+    change = {"input": "requirements", "added": ["idna==3.6"], "removed": ["idna==3.7"]}
+    assert world.status(project)["base_changes"] == [change]
+    text = world.builder("status", str(project))
+    assert "base changes  - requirements: + idna==3.6, - idna==3.7" in text.stdout
+
+    second = build(world, project)
+    info = second.json()
+    assert info["base_changes"] == [change] and info["base_image"] in info["built"]
+    assert "base image inputs changed: requirements: + idna==3.6, - idna==3.7" in second.stderr
+    assert "Prepared 1 package " in second.stderr  # the download cache had six
+    assert run_in(docker_client, info["image"], "python", "-c",
+                  "import idna, six; print(idna.__version__, six.__version__)") == "3.6 1.16.0"
+    # the record follows the last build; the cache belongs to the user who ran builder
+    assert world.status(project)["base_changes"] == []
+    downloads = world.home / "downloads"
+    assert (downloads / "uv").is_dir()
+    assert {p.stat().st_uid for p in downloads.rglob("*")} == {os.getuid()}
+
+
+def test_pip_installer_builds_the_same_kind_of_base(world, names, docker_client):
+    project = world.root / "p"
+    project.mkdir()
+    (project / "builder.yaml").write_text(yaml(names(), extra="installer: pip\n"))
+    (project / "requirements.txt").write_text("six==1.16.0\n")
+    (project / "main.py").write_text(MAIN_V1)
+    info = built(world, project)
+    assert run_in(docker_client, info["image"], "python", "main.py") == "version one 1.16.0"
+    config = docker_client.api.inspect_image(info["base_image"])["Config"]
+    assert config["Entrypoint"] == ["/opt/builder/bin/builder", "entrypoint", "--"]
+    assert config["WorkingDir"] == "/app/code" and not config["Cmd"]
+    # nothing handed to the install step is left in the image
+    assert run_in(docker_client, info["base_image"], "sh", "-c",
+                  "ls /opt; test ! -e /opt/builder-install && echo clean",
+                  entrypoint=False).split() == ["builder", "clean"]
+
+
+def test_a_remote_engine_gets_the_installer_handed_in_and_keeps_it(world, names, docker_client,
+                                                                   monkeypatch):
+    """With a remote engine the host cannot put uv into the engine host's cache: the step
+    gets it handed in and keeps it there. Here the engine is local, so that cache is ours."""
+    from builder.images.build import build_project
+    from builder.images.engine import Engine
+    from builder.images.installers.uv import UV_TOOL
+
+    monkeypatch.setenv("BUILDER_HOME", str(world.home))
+    monkeypatch.setattr(Engine, "is_local", lambda self: False)
+    project = world.root / "p"
+    project.mkdir()
+    (project / "builder.yaml").write_text(yaml(names()))
+    (project / "requirements.txt").write_text("six==1.16.0\n")
+    result = build_project(project)
+    kept = world.home / "downloads" / "tools" / UV_TOOL
+    assert kept.is_file() and os.access(kept, os.X_OK)
+    assert run_in(docker_client, result.base_image, "python", "-c",
+                  "import six; print(six.__version__)") == "1.16.0"
 
 
 def test_a_push_that_builder_saw_lately_asks_the_registry_nothing(world, names, registry):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import subprocess
@@ -220,19 +221,30 @@ def test_token_never_in_argv_proc_config_tree_or_errors(rich: Any, downloads: Pa
     assert_no_secret(str(caught.value), token)
 
 
-def test_credentials_are_scoped_to_the_repository_server() -> None:
+def test_credentials_are_scoped_to_the_repository_server_and_kept_out_of_the_environment(
+) -> None:
     repo = git_repo("https://git.example.test:8443/o/p.git", "tok-123456", username="me")
-    env = git_fetch.credential_environment(repo, environ={"GIT_CONFIG_COUNT": "1"})
-    assert env["GIT_CONFIG_COUNT"] == "3"
-    assert env["GIT_CONFIG_KEY_1"] == "http.https://git.example.test:8443/.extraHeader"
-    expected = base64.b64encode(b"me:tok-123456").decode()
-    assert env["GIT_CONFIG_VALUE_1"] == f"Authorization: Basic {expected}"
-    assert env["GIT_CONFIG_KEY_2"] == "credential.https://git.example.test:8443/.helper"
-    assert env["GIT_CONFIG_VALUE_2"] == ""
-    assert git_fetch.credential_environment(git_repo("git@h.example:o/p.git", "tok-123456"),
-                                            environ={}) == {}
-    assert git_fetch.credential_environment(git_repo("https://h.example/o/p.git"),
-                                            environ={}) == {}
+    config = git_fetch.credential_config(repo)
+    assert config is not None
+    try:
+        env = config.environment({"GIT_CONFIG_COUNT": "1"})
+        assert env == {"GIT_CONFIG_KEY_1": "include.path", "GIT_CONFIG_VALUE_1": config.path,
+                       "GIT_CONFIG_COUNT": "2"}
+        expected = base64.b64encode(b"me:tok-123456").decode()
+        assert "tok-123456" not in json.dumps(env) and expected not in json.dumps(env)
+        # what git reads from the memory file, through the descriptor it inherits
+        done = subprocess.run(
+            ["git", "config", "--includes", "--get-regexp", r"^(http|credential)\."],
+            env={**os.environ, **env, "GIT_CONFIG_KEY_0": "core.x", "GIT_CONFIG_VALUE_0": "1"},
+            pass_fds=config.fds, capture_output=True, text=True, check=True)
+        assert [line for line in done.stdout.splitlines() if "git.example.test" in line] == [
+            f"http.https://git.example.test:8443/.extraheader Authorization: Basic {expected}",
+            "credential.https://git.example.test:8443/.helper ",
+        ]
+    finally:
+        config.close()
+    assert git_fetch.credential_config(git_repo("git@h.example:o/p.git", "tok-123456")) is None
+    assert git_fetch.credential_config(git_repo("https://h.example/o/p.git")) is None
 
 
 def test_sparse_partial_fetch_leaves_other_blobs_on_the_server(

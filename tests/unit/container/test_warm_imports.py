@@ -1,4 +1,4 @@
-"""The warm container start loads four of builder's modules and nothing outside the standard
+"""The warm container start loads five of builder's modules and nothing outside the standard
 library: it runs at every container start, so every import is paid each time."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from pathlib import Path
 
 from builder.container.warm import cache_key
 
-WARM_MODULES = ["builder", "builder.cli", "builder.container", "builder.container.warm"]
+WARM_MODULES = ["builder", "builder.cli", "builder.container", "builder.container.codedir",
+                "builder.container.warm"]
 # Loaded by the interpreter before any import of ours (`-X importtime` lists them too).
 _STARTUP = set(sys.stdlib_module_names) | {"encodings", "_distutils_hack", "sitecustomize"}
 
@@ -50,7 +51,7 @@ def _imported_by_warm_start(tmp_path: Path) -> list[str]:
     ]
 
 
-def test_the_warm_start_loads_four_builder_modules_and_no_third_party_code(tmp_path):
+def test_the_warm_start_loads_five_builder_modules_and_no_third_party_code(tmp_path):
     modules = _imported_by_warm_start(tmp_path)
     ours = [name for name in modules if name == "builder" or name.startswith("builder.")]
     assert sorted(ours) == WARM_MODULES

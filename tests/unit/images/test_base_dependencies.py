@@ -36,9 +36,9 @@ def checksum(project: Path) -> str:
 def test_poetry_lock_set_is_the_input_not_the_files(tmp_path):
     project = copy(tmp_path, "poetry_app")
     recipe = gather_base(load_settings(project), PARENT, {})
-    (requirement,) = recipe.requirements
-    assert requirement.data.decode().startswith("attrs==26.1.0 --hash=sha256:")
-    assert recipe.dependencies is not None and recipe.dependencies.source.kind == "poetry.lock"
+    assert recipe.requirements.lines[0].startswith("attrs==26.1.0 --hash=sha256:")
+    assert recipe.requirements.text().decode() == "".join(
+        f"{line}\n" for line in recipe.requirements.lines)
     before = recipe.checksum
     edit(project / "pyproject.toml", 'version = "3.0.0"', 'version = "3.0.1"')
     edit(project / "pyproject.toml", 'description = "poetry with poetry.lock"', 'description = "x"')
@@ -66,9 +66,26 @@ def test_the_base_holds_the_project_hook_unless_told_not_to(tmp_path):
     assert recipe.project_dir == "/app/.builder-project"
     assert "ENV BUILDER_PROJECT_DIR=/app/.builder-project PATH=/app/.builder-project/bin:$PATH" \
         in recipe.dockerfile
-    names = recipe.context(tmp_path, {}).names
-    assert "project-hook/opt/builder-project-hook/_builder_project.py" in names
+    names = recipe.requirement_files(tmp_path, None, tools=False).names
+    assert "opt/builder-install/project-hook/_builder_project.py" in names
+    assert "_builder_project.pth" in recipe.install.requirements
     (project / "builder.yaml").write_text("name: req-app\ninstall_project: false\n")
     recipe_off = gather_base(load_settings(project), PARENT, {})
     assert recipe_off.project_dir == "" and "BUILDER_PROJECT_DIR" not in recipe_off.dockerfile
     assert recipe_off.checksum != recipe.checksum
+
+
+def test_status_names_a_changed_lock_pin_resolved_for_the_recorded_parent(tmp_path):
+    from builder.images.changes import changes_since_last_build, save_record
+    from builder.state.store import Store
+
+    project = copy(tmp_path, "poetry_app")
+    store = Store(tmp_path / "home")
+    recipe = gather_base(load_settings(project), PARENT, {})
+    save_record(store.home, project, {"checksum": recipe.checksum, **recipe.record})
+    assert changes_since_last_build(load_settings(project), {}, store) == []
+    edit(project / "poetry.lock", 'version = "26.1.0"', 'version = "26.1.1"')
+    (change,) = changes_since_last_build(load_settings(project), {}, store)
+    assert change["input"] == "requirements"
+    assert [line.split()[0] for line in change["added"]] == ["attrs==26.1.1"]
+    assert [line.split()[0] for line in change["removed"]] == ["attrs==26.1.0"]

@@ -15,9 +15,12 @@ import pytest
 from builder.errors import SettingsError, UsageError
 from builder.images import wheelhouse
 from builder.images.checksum import BaseInputs, checksum, code_key
-from builder.images.dockerfile import BaseTemplateData, env_quote, render_base, render_code
-from builder.images.inputs import collect_requirements, gather_base, runtime_needs
+from builder.images.dockerfile import env_quote, render_base, render_code
+from builder.images.inputs import gather_base, runtime_needs
+from builder.images.install_step import render_install
+from builder.images.installers import get_installer
 from builder.images.parent import Parent
+from builder.images.requirements import collect_requirements, logical_lines
 from builder.images.wheelhouse import Target
 from builder.repositories.base import BaseCodeRepository
 from builder.repositories.git import GitCodeRepository
@@ -76,6 +79,7 @@ def test_checksum_is_a_stable_hex_digest():
     ("platform", "linux/aarch64 glibc 2.36"),
     ("custom_sources", ("c2",)),
     ("runtime_needs", ("apt:git",)),
+    ("installer", "pip"),
 ])
 def test_every_input_changes_the_checksum(field, value):
     assert checksum(dataclasses.replace(INPUTS, **{field: value})) != checksum(INPUTS)
@@ -83,10 +87,12 @@ def test_every_input_changes_the_checksum(field, value):
 
 def test_order_without_effect_does_not_count():
     shuffled = dataclasses.replace(
-        INPUTS, requirements=("r2", "r1"), apt_packages=("git", "curl", "git"),
+        INPUTS, apt_packages=("git", "curl", "git"),
         environment=(("B", "2"), ("A", "1")), runtime_needs=("extra:github", "extra:github"),
     )
     assert checksum(shuffled) == checksum(INPUTS)
+    # the order of requirement lines can steer a resolver: it counts
+    assert checksum(dataclasses.replace(INPUTS, requirements=("r2", "r1"))) != checksum(INPUTS)
 
 
 def test_code_key_depends_on_base_content_and_code_dir():
@@ -122,24 +128,31 @@ def test_requirement_content_counts_and_its_file_name_does_not(tmp_path):
     assert base_checksum(a) != base_checksum(c)
 
 
-def test_included_requirement_files_count_and_are_rewritten(tmp_path):
+def test_included_requirement_files_are_inlined_and_constraints_named_by_content(tmp_path):
     directory = project(tmp_path, files={
         "requirements.txt": "-r base/common.txt\n--constraint=pins.txt  # pins\nsix\n",
         "base/common.txt": "-c ../pins.txt\nidna\n",
         "pins.txt": "six==1.16.0\n",
     })
     settings = load_settings(directory)
-    files = collect_requirements(settings)
-    assert len(files) == 3
-    names = {f.source.name: f.name for f in files}
-    top = next(f for f in files if f.source.name == "requirements.txt").data.decode()
-    assert f"-r {names['common.txt']}\n" in top
-    assert f"--constraint {names['pins.txt']}  # pins\n" in top
-    recipe = gather_base(settings, PARENT, {})
-    assert recipe.dockerfile.count(" -r /opt/builder-requirements/") == 1
-    before = recipe.checksum
+    requirements = collect_requirements(settings)
+    assert len(requirements.files) == 1
+    pins, data = requirements.files[0]
+    assert data == b"six==1.16.0\n"
+    assert requirements.lines == (f"-c {pins}", "idna", f"-c {pins}", "six")
+    before = base_checksum(directory)
     (directory / "pins.txt").write_text("six==1.17.0\n")
     assert base_checksum(directory) != before
+
+
+def test_comments_blank_lines_and_continuations_are_not_requirements(tmp_path):
+    assert logical_lines("a==1  # why\n# note\n\nb \\\n>=2\npkg @ https://h/p.whl#sha256=ab\n") \
+        == ["a==1", "b >=2", "pkg @ https://h/p.whl#sha256=ab"]
+    plain = base_checksum(project(tmp_path, files={"requirements.txt": "six==1.16.0\n"},
+                                  name="a"))
+    commented = project(tmp_path, files={"requirements.txt": "# pinned\nsix==1.16.0  # ok\n\n"},
+                        name="b")
+    assert base_checksum(commented) == plain
 
 
 def test_missing_included_requirement_file_is_a_settings_error(tmp_path):
@@ -208,10 +221,10 @@ def test_repository_types_add_their_runtime_needs(tmp_path):
     with_github = gather_base(load_settings(directory), PARENT, {"gh": ("github", github)})
     with_git = gather_base(load_settings(directory), PARENT, {"g": ("git", git)})
     assert len({none.checksum, with_github.checksum, with_git.checksum}) == 3
-    assert "'builder[github]'" in with_github.dockerfile
+    assert "'builder-cli[github]'" in with_github.dockerfile
     assert "apt-get install" not in with_github.dockerfile
     assert "apt-get install" in with_git.dockerfile and " git" in with_git.dockerfile
-    assert "builder[" not in with_git.dockerfile and "builder[" not in none.dockerfile
+    assert "builder-cli[" not in with_git.dockerfile and "builder-cli[" not in none.dockerfile
 
 
 def test_custom_class_source_and_requirements_count(tmp_path, monkeypatch):
@@ -249,33 +262,50 @@ def test_custom_class_source_and_requirements_count(tmp_path, monkeypatch):
 
 # ---- templates -----------------------------------------------------------------------------
 
-def data(**changes: object) -> BaseTemplateData:
-    base = BaseTemplateData(
-        parent_id="sha256:" + "a" * 64, apt_packages=(), requirements=("abc.txt",),
-        builder_requirement="builder", extra_requirements=(), custom_module=False,
-        environment=(), code_dir="/app/code",
-    )
-    return dataclasses.replace(base, **changes)
-
-
-def test_base_template_layers_and_entrypoint():
-    text = render_base(data(apt_packages=("git", "curl"), environment=(("X", "a$b c"),)))
-    assert next(line for line in text.splitlines() if line.startswith("FROM")) == \
-        "FROM sha256:" + "a" * 64
-    order = [text.index(marker) for marker in
-             ("apt-get install", 'COPY ["requirements/", "/"]', "pip install --no-cache-dir -r",
-              "python3 -m venv /opt/builder", "ENV X=", "ENTRYPOINT")]
-    assert order == sorted(order)
+def test_base_dockerfile_part_is_the_parent_and_apt_packages():
+    text = render_base("sha256:" + "a" * 64, ("git", "curl"))
+    instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert instructions[0] == "FROM sha256:" + "a" * 64
     assert "curl git" in text  # sorted
-    assert 'ENV X="a\\$b c"' in text
-    assert 'ENTRYPOINT ["/opt/builder/bin/builder", "entrypoint", "--"]' in text
-    assert "--no-index --find-links /opt/builder-wheelhouse builder" in text
-    assert "RUN --mount" not in text
+    assert "RUN --mount" not in text and "COPY" not in text
+    assert "apt-get" not in render_base("sha256:" + "a" * 64, ())
 
 
-def test_base_template_without_requirements_has_no_pip_layer():
-    text = render_base(data(requirements=()))
-    assert "requirements/" not in text and " -r " not in text
+@pytest.mark.parametrize("name", ["uv", "pip"])
+def test_install_steps_make_builder_then_install_requirements_and_set_the_entrypoint(name):
+    steps = render_install(get_installer(name), has_requirements=True,
+                           builder_requirements=("builder-cli[github]",), custom_module=False,
+                           environment={"X": "a$b c"}, code_dir="/srv/app")
+    assert " /opt/builder\n" in steps.runtime
+    assert "--no-index --find-links /opt/builder-install/wheelhouse 'builder-cli[github]'" \
+        in steps.runtime
+    # builder's environment needs nothing of the project, nor a download cache
+    assert "/srv/app" not in steps.runtime and f"/var/cache/builder-install/{name} " \
+        not in steps.runtime
+    assert "-r /opt/builder-install/requirements/requirements.txt" in steps.requirements
+    assert "/var/cache/builder-install/" + name in steps.requirements
+    assert steps.requirements.rstrip().endswith("mkdir -p /srv/app")
+    for script in (steps.runtime, steps.requirements):
+        assert "rm -rf /opt/builder-install" in script and "trap finish EXIT" in script
+    assert steps.changes == ('ENV X="a\\$b c"', 'ENV BUILDER_CODE_DIR="/srv/app"',
+                             "WORKDIR /srv/app",
+                             'ENTRYPOINT ["/opt/builder/bin/builder", "entrypoint", "--"]',
+                             "CMD []")
+
+
+def test_builder_environment_step_does_not_depend_on_the_project():
+    def steps(**changes: object):
+        options: dict[str, object] = {
+            "has_requirements": True, "builder_requirements": ("builder-cli",),
+            "custom_module": False, "environment": {}, "code_dir": "/app/code", **changes}
+        return render_install(get_installer("uv"), **options)  # type: ignore[arg-type]
+
+    plain = steps()
+    for other in (steps(has_requirements=False), steps(environment={"A": "1"}),
+                  steps(code_dir="/srv")):
+        assert other.runtime == plain.runtime and other.text() != plain.text()
+    assert steps(builder_requirements=("builder-cli[gitlab]",)).runtime != plain.runtime
+    assert "requirements.txt" not in steps(has_requirements=False).requirements
 
 
 def test_code_template_is_one_copy_on_the_base():
