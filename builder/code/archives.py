@@ -39,6 +39,7 @@ from __future__ import annotations
 import bz2
 import contextlib
 import gzip
+import hashlib
 import lzma
 import os
 import queue
@@ -109,19 +110,25 @@ class ExtractResult:
     directories: int
 
 
+#: What an extraction wrote, path by path (see `_Tree`): kind, and the file's sha256 (hex), the
+#: symlink's target, or nothing for a directory.
+Written = dict[str, tuple[str, "bytes | str"]]
+
+
 def extract_tar(stream: Readable, destination: Path, *, strip_components: int = 0,
                 subdirectory: str = "", limits: Limits = DEFAULT_LIMITS,
-                mirror: Path | None = None) -> ExtractResult:
+                mirror: Path | None = None, written: Written | None = None) -> ExtractResult:
     """Extract a tar stream into the empty directory `destination`.
 
     `strip_components` leading path components are dropped from every member, which must
     have them (GitHub's `owner-repo-sha/` folder). Then, when `subdirectory` is set, only the
     members below it are kept, with it dropped; `NotFoundError` when the archive has none.
     With `mirror` (another empty directory), the same tree is written there too, from the
-    same data.
+    same data. `written`, if given, receives every entry written with its content's digest,
+    so that the tree need not be read back to be described (`builder.code.files`).
     """
     layout = _Layout(strip_components, subdirectory)
-    tree = _Tree(Path(destination), limits, writers=_WRITERS, mirror=mirror)
+    tree = _Tree(Path(destination), limits, writers=_WRITERS, mirror=mirror, written=written)
     ahead: _ReadAhead | None = None
     try:
         ahead = _ReadAhead(_decompressed(_Source(stream)))
@@ -441,7 +448,7 @@ class _Tree:
     """
 
     def __init__(self, root: Path, limits: Limits, writers: int = 0,
-                 mirror: Path | None = None) -> None:
+                 mirror: Path | None = None, written: Written | None = None) -> None:
         for destination in (root, mirror) if mirror is not None else (root,):
             if not destination.is_dir():
                 raise ValueError(f"extraction destination is not a directory: {destination}")
@@ -452,6 +459,7 @@ class _Tree:
         self._roots = (self._root, str(mirror)) if mirror is not None else (self._root,)
         self._limits = limits
         self._writers = _Writers(writers) if writers > 0 else None
+        self._written = written
         self._kinds: dict[str, str] = {}
         self._symlinks: dict[str, tuple[str, str, float]] = {}
         self._members = 0
@@ -476,21 +484,28 @@ class _Tree:
         """Write a regular file; `read` returns its data a chunk at a time, b"" at the end."""
         path = self._claim(parts, name, "file")
         self._check_size(name, size)
+        digest = hashlib.sha256() if self._written is not None else None
         if self._writers is not None and size <= _HANDED_OVER:
             chunks: list[bytes] = []
             self._copy(name, read, chunks.append)
             data = b"".join(chunks)
+            if digest is not None:
+                digest.update(data)
             for full in self._fulls(path):
                 self._writers.submit(full, name, data, _file_mode(mode), mtime)
         else:
             with self._writing(name), contextlib.ExitStack() as stack:
                 outs = [stack.enter_context(open(os.open(full, _OPEN_NEW, 0o600), "wb"))
                         for full in self._fulls(path)]
-                self._copy(name, read, lambda chunk: [out.write(chunk) for out in outs])
+                sinks = [out.write for out in outs] + ([digest.update] if digest else [])
+                self._copy(name, read, lambda chunk: [sink(chunk) for sink in sinks])
                 for out in outs:
                     os.fchmod(out.fileno(), _file_mode(mode))
             for full in self._fulls(path):
                 self._set_mtime(full, mtime)
+        if self._written is not None and digest is not None:
+            kind = "exec" if _file_mode(mode) & 0o100 else "file"
+            self._written[path] = (kind, digest.hexdigest().encode())
         self._kinds[path] = "file"
         self._files += 1
 
@@ -534,6 +549,8 @@ class _Tree:
             raise UnsafeArchiveError(f"symlink {name!r} has an invalid target {target!r}")
         self._kinds[path] = "symlink"
         self._symlinks[path] = (target, name, mtime)
+        if self._written is not None:
+            self._written[path] = ("symlink", target)
 
     def finish(self) -> ExtractResult:
         """Wait for the files, check every symlink against the whole tree, then create them."""
@@ -577,6 +594,8 @@ class _Tree:
                 os.mkdir(full, 0o755)
                 os.chmod(full, 0o755)
         self._kinds[path] = "directory"
+        if self._written is not None:
+            self._written[path] = ("dir", b"")
         self._directories += 1
 
     def _check_size(self, name: str, size: int) -> None:

@@ -51,7 +51,7 @@ from builder.state.atomic import staged_directory
 from builder.state.secrets import redact
 
 if TYPE_CHECKING:
-    from builder.code.archives import ExtractResult
+    from builder.code.archives import ExtractResult, Written
     from builder.code.retry import RetryPolicy
 
 _COMMIT = re.compile(r"^[0-9a-fA-F]{7,64}$")
@@ -121,19 +121,31 @@ _frame: ContextVar[_Frame | None] = ContextVar("builder_download_frame", default
 
 
 class Mirror:
-    """An empty directory that a download fills with the same tree, when it can."""
+    """What a download does in the same pass as its extraction, when the tree is one archive:
+    fill `path` (an empty directory, if given) with the same tree, and note every entry it
+    wrote with its content's digest (`tree_digest` then needs no second read of the tree)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None = None) -> None:
         self.path = path
-        self.claimed = False  # an archive extraction wrote into it
+        self.written: Written = {}
+        self.claimed = False  # an archive extraction wrote the tree
         self.spoiled = False  # something else went into the tree too
-        self.complete = False  # set by `download`: it holds exactly the downloaded tree
+        self.complete = False  # set by `download`: `path` and `written` are the whole tree
+
+    def tree_digest(self) -> str:
+        """`builder.code.files.tree_digest` of the downloaded tree (when `complete`)."""
+        from builder.code.files import digest_of_entries, link_digest
+
+        return digest_of_entries(
+            (kind, name, link_digest(content) if isinstance(content, str) else content)
+            for name, (kind, content) in self.written.items()
+        )
 
 
 _mirror: ContextVar[Mirror | None] = ContextVar("builder_download_mirror", default=None)
 
 
-def _claim_mirror() -> Path | None:
+def _claim_mirror() -> Mirror | None:
     """The mirror for the first archive of a download; a later one spoils it."""
     mirror = _mirror.get()
     if mirror is None:
@@ -142,7 +154,7 @@ def _claim_mirror() -> Path | None:
         mirror.spoiled = True
         return None
     mirror.claimed = True
-    return mirror.path
+    return mirror
 
 
 def wants_verify(repository: Any, directory: str | os.PathLike[str]) -> bool:
@@ -212,9 +224,13 @@ def download(repository: Downloadable, commit: str, directory: str | os.PathLike
             _verify_custom(repository, commit, subdir, staging)
         if not subdir:
             check_submodules_present(staging, _describe(repository))
-        apply_dockerignore(staging)
+        gone: list[str] = []
+        apply_dockerignore(staging, gone)
         if mirror is not None and mirror.claimed and not mirror.spoiled and fetched is None:
-            apply_dockerignore(mirror.path)
+            if mirror.path is not None:
+                apply_dockerignore(mirror.path)
+            for path in gone:
+                mirror.written.pop(path, None)
             mirror.complete = True
     return target
 
@@ -361,8 +377,9 @@ def relative_listing(entries: Iterable[tuple[str, str, str]], subdir: str) -> Li
 # ---------------------------------------------------------------------------- .dockerignore
 
 
-def apply_dockerignore(root: Path) -> int:
-    """Remove what the tree's own `.dockerignore` excludes; return how many entries went.
+def apply_dockerignore(root: Path, gone: list[str] | None = None) -> int:
+    """Remove what the tree's own `.dockerignore` excludes; return how many entries went (and
+    add their paths, relative to `root`, to `gone`).
 
     Files and symlinks are matched one by one (an exception pattern can keep a file inside an
     excluded directory); a directory that the removals leave empty goes too, as a bake would
@@ -382,11 +399,15 @@ def apply_dockerignore(root: Path) -> int:
             if ignore.excluded(folder.prefix + entry.name):
                 os.unlink(entry.path)
                 removed += 1
-        visited.append((folder.path, bool(folder.files or folder.directories)))
-    for path, had_entries in reversed(visited[1:]):
+                if gone is not None:
+                    gone.append(folder.prefix + entry.name)
+        visited.append((folder.path, folder.prefix, bool(folder.files or folder.directories)))
+    for path, prefix, had_entries in reversed(visited[1:]):
         if had_entries and not os.listdir(path):
             os.rmdir(path)
             removed += 1
+            if gone is not None:
+                gone.append(prefix.rstrip("/"))
     return removed
 
 
@@ -635,7 +656,9 @@ def stream_archive(open_response: Callable[[], _Response], target: Path, *, what
     def attempt() -> ExtractResult:
         clear_directory(target)
         if mirror is not None:
-            clear_directory(mirror)
+            mirror.written.clear()
+            if mirror.path is not None:
+                clear_directory(mirror.path)
         if active is not None:
             active.check(what, "the archive")
         response = open_response()
@@ -644,7 +667,9 @@ def stream_archive(open_response: Callable[[], _Response], target: Path, *, what
         try:
             with watch:
                 return extract_tar(reader, target, strip_components=strip_components,  # type: ignore[arg-type]
-                                   subdirectory=subdirectory, mirror=mirror)
+                                   subdirectory=subdirectory,
+                                   mirror=mirror.path if mirror is not None else None,
+                                   written=mirror.written if mirror is not None else None)
         except DownloadError as exc:
             if active is not None and active.expired():
                 received = f" ({reader.received} bytes received)" if reader.received else ""

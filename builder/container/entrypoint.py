@@ -234,7 +234,8 @@ def ensure_cached(contract: Contract, log: Any = None, mirror: Mirror | None = N
             log=log,
             mirror=mirror,
         )
-        cache.seal(target)
+        cache.seal(target, mirror.tree_digest() if mirror is not None and mirror.complete
+                   else None)
         _remember_newest(contract)
     return target
 

@@ -3,6 +3,8 @@
 The mirror must end exactly as the cache entry (the `.dockerignore` applied to both), or be
 marked incomplete so that the caller copies the entry instead: after an update from a cached
 tree, a submodule's second archive, or a type that does not download one archive (git).
+What the extraction noted of each entry must describe the tree exactly as reading it back
+does (`tree_digest`, the cache entry's seal).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from builder.code.download import CachedTree, Mirror, download
+from builder.code.files import tree_digest
+from builder.container import cache
 from builder.container.entrypoint import Contract, prepare
 from tests.infra.git_server import GitServer
 from tests.infra.github_server import GitHubServer
@@ -34,8 +38,8 @@ def mirror_in(tmp_path: Path) -> Mirror:
 def test_an_archive_download_fills_the_mirror_exactly(github_server: GitHubServer,
                                                        tmp_path: Path) -> None:
     handle = github_server.create_repo("octo/proj")
-    sha = handle.commit({"app/.dockerignore": "*.log\n", "app/debug.log": "x\n",
-                         "app/main.py": "print(1)\n"}, "ignore")
+    sha = handle.commit({"app/.dockerignore": "*.log\n**/*.log\n", "app/debug.log": "x\n",
+                         "app/logs/a.log": "x\n", "app/main.py": "print(1)\n"}, "ignore")
     handle.push()
     sha = commit_rich(handle)
     mirror = mirror_in(tmp_path)
@@ -43,9 +47,21 @@ def test_an_archive_download_fills_the_mirror_exactly(github_server: GitHubServe
     assert mirror.complete
     assert snapshot(mirror.path) == snapshot(result)
     assert not (mirror.path / "debug.log").exists()  # the .dockerignore went for both
+    assert not (mirror.path / "logs").exists()  # and so did the directory it emptied
     expected = archive_snapshot(handle.bare, sha, "app")
-    expected.pop("debug.log")
+    for gone in ("debug.log", "logs", "logs/a.log"):
+        expected.pop(gone)
     assert snapshot(result) == expected
+    assert mirror.tree_digest() == tree_digest(result) == tree_digest(mirror.path)
+
+
+def test_without_a_directory_the_mirror_still_describes_the_tree(github_server: GitHubServer,
+                                                                  tmp_path: Path) -> None:
+    handle = github_server.create_repo("octo/proj")
+    sha = commit_rich(handle)
+    mirror = Mirror()
+    result = download(github_repo(github_server), sha, tmp_path / "cache", mirror=mirror)
+    assert mirror.complete and mirror.tree_digest() == tree_digest(result)
 
 
 def test_a_retried_archive_starts_the_mirror_again(gitlab_server: GitLabServer,
@@ -58,6 +74,7 @@ def test_a_retried_archive_starts_the_mirror_again(gitlab_server: GitLabServer,
                       mirror=mirror)
     assert gitlab_server.faults_fired.get("drop") == 1
     assert mirror.complete and snapshot(mirror.path) == snapshot(result)
+    assert mirror.tree_digest() == tree_digest(result)  # nothing of the broken try is left
 
 
 def test_an_update_leaves_the_mirror_to_the_caller(github_server: GitHubServer,
@@ -109,5 +126,6 @@ def test_a_cold_entrypoint_start_fills_the_code_dir_as_a_copy_of_the_cache(
         handle.bare, sha, "app")
     # private copies: the run writes to its code dir, never into the cache
     assert (tmp_path / "code" / "main.py").stat().st_ino != (cached / "main.py").stat().st_ino
+    cache.check_seal(cached)  # sealed from what the download wrote: it matches the tree
     assert sorted(p.name for p in tmp_path.iterdir()
                   if not p.name.endswith(".builder-code-dir")) == ["cache", "code"]
