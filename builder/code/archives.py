@@ -484,27 +484,33 @@ class _Tree:
         """Write a regular file; `read` returns its data a chunk at a time, b"" at the end."""
         path = self._claim(parts, name, "file")
         self._check_size(name, size)
-        digest = hashlib.sha256() if self._written is not None else None
+        kind = "exec" if _file_mode(mode) & 0o100 else "file"
         if self._writers is not None and size <= _HANDED_OVER:
             chunks: list[bytes] = []
             self._copy(name, read, chunks.append)
             data = b"".join(chunks)
-            if digest is not None:
-                digest.update(data)
-            for full in self._fulls(path):
-                self._writers.submit(full, name, data, _file_mode(mode), mtime)
-        else:
-            with self._writing(name), contextlib.ExitStack() as stack:
-                outs = [stack.enter_context(open(os.open(full, _OPEN_NEW, 0o600), "wb"))
-                        for full in self._fulls(path)]
-                sinks = [out.write for out in outs] + ([digest.update] if digest else [])
-                self._copy(name, read, lambda chunk: [sink(chunk) for sink in sinks])
-                for out in outs:
-                    os.fchmod(out.fileno(), _file_mode(mode))
-            for full in self._fulls(path):
-                self._set_mtime(full, mtime)
+            written = self._written
+            # The writer thread hashes it: here, each hash would hand the GIL over and wait
+            # to get it back from the writers, once per file.
+            note = (None if written is None else
+                    lambda digest: written.__setitem__(path, (kind, digest)))
+            for index, full in enumerate(self._fulls(path)):
+                self._writers.submit(full, name, data, _file_mode(mode), mtime,
+                                     note if index == 0 else None)
+            self._kinds[path] = "file"
+            self._files += 1
+            return
+        digest = hashlib.sha256() if self._written is not None else None
+        with self._writing(name), contextlib.ExitStack() as stack:
+            outs = [stack.enter_context(open(os.open(full, _OPEN_NEW, 0o600), "wb"))
+                    for full in self._fulls(path)]
+            sinks = [out.write for out in outs] + ([digest.update] if digest else [])
+            self._copy(name, read, lambda chunk: [sink(chunk) for sink in sinks])
+            for out in outs:
+                os.fchmod(out.fileno(), _file_mode(mode))
+        for full in self._fulls(path):
+            self._set_mtime(full, mtime)
         if self._written is not None and digest is not None:
-            kind = "exec" if _file_mode(mode) & 0o100 else "file"
             self._written[path] = (kind, digest.hexdigest().encode())
         self._kinds[path] = "file"
         self._files += 1
@@ -689,6 +695,9 @@ class _Tree:
             os.utime(full, (mtime, mtime), follow_symlinks=False)
 
 
+_Job = tuple[str, str, bytes, int, float, "Callable[[bytes], object] | None"]
+
+
 class _Writers:
     """Threads that write the small files of an extraction, while it reads on.
 
@@ -702,15 +711,17 @@ class _Writers:
 
     def __init__(self, count: int) -> None:
         self._count = count
-        self._queue: queue.SimpleQueue[tuple[str, str, bytes, int, float] | None] = (
-            queue.SimpleQueue())
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._cond = threading.Condition()
         self._pending = 0
         self._waiting_bytes = 0
         self._error: BaseException | None = None
         self._threads: list[threading.Thread] = []
 
-    def submit(self, full: str, name: str, data: bytes, mode: int, mtime: float) -> None:
+    def submit(self, full: str, name: str, data: bytes, mode: int, mtime: float,
+               note: Callable[[bytes], object] | None = None) -> None:
+        """Have `data` written to `full`; `note`, if given, gets its sha256 (hex) once
+        written."""
         with self._cond:
             while self._waiting_bytes and self._waiting_bytes + len(data) > _IN_FLIGHT:
                 self._cond.wait()
@@ -721,7 +732,7 @@ class _Writers:
             thread = threading.Thread(target=self._run, name="builder-writer", daemon=True)
             thread.start()
             self._threads.append(thread)
-        self._queue.put((full, name, data, mode, mtime))
+        self._queue.put((full, name, data, mode, mtime, note))
 
     def wait(self) -> None:
         """Until every file handed over is written; raises the first failure."""
@@ -747,12 +758,14 @@ class _Writers:
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            full, name, data, mode, mtime = item
+            full, name, data, mode, mtime, note = item
             try:
                 with self._cond:
                     failed = self._error is not None
                 if not failed:  # after a failure the extraction stops: write nothing more
                     _write_new(full, name, data, mode, mtime)
+                    if note is not None:
+                        note(hashlib.sha256(data).hexdigest().encode())
             except BaseException as exc:  # raised again in the extraction's thread
                 with self._cond:
                     self._error = self._error or exc
