@@ -39,14 +39,19 @@ class UpdatePlan:
     fetch: dict[str, str]  # new or changed: path -> git mode
 
 
-def plan_update(old: Listing, new: Listing) -> UpdatePlan | None:
-    """From the two commits' listings (path -> (mode, blob id)); None: download in full."""
+def plan_update(old: Listing, new: Listing, *, limited: bool = True) -> UpdatePlan | None:
+    """From the two commits' listings (path -> (mode, blob id)); None: download in full.
+
+    `limited=False` lifts the bound on changed files, for a fetch whose cost does not grow
+    by a request per file (git's: one pack of what changed).
+    """
     if any(mode == GITLINK for mode, _ in (*old.values(), *new.values())):
         return None
     changed = {path: entry[0] for path, entry in new.items() if old.get(path) != entry}
     deleted = [path for path in old if path not in new]
     keep = tuple(path for path in new if path not in changed)
-    return _checked(UpdatePlan(keep, changed), [*changed, *deleted], old.keys() | new.keys())
+    return _checked(UpdatePlan(keep, changed), [*changed, *deleted], old.keys() | new.keys(),
+                    limited=limited)
 
 
 def plan_from_changes(
@@ -62,12 +67,13 @@ def plan_from_changes(
     return _checked(UpdatePlan(keep, fetch), list(changes), present | fetch.keys())
 
 
-def _checked(plan: UpdatePlan, touched: list[str], every: Collection[str]) -> UpdatePlan | None:
+def _checked(plan: UpdatePlan, touched: list[str], every: Collection[str], *,
+             limited: bool = True) -> UpdatePlan | None:
     if not plan.keep and not plan.fetch:
         return None
     if ".gitmodules" in every or ".dockerignore" in touched:
         return None
-    if len(plan.fetch) > min(MAX_FETCHED, max(8, len(every) // 4)):
+    if limited and len(plan.fetch) > min(MAX_FETCHED, max(8, len(every) // 4)):
         return None
     return plan
 
@@ -80,22 +86,41 @@ def cached_paths(root: Path) -> list[str]:
 
 
 def build_updated_tree(cached: Path, target: Path, plan: UpdatePlan, fetch: Fetch, *,
-                       what: str) -> None:
+                       what: str, concurrent: bool = False) -> None:
     """Write the new commit's tree into the empty directory `target`.
 
     A kept path that is missing from the cached tree was removed there by `.dockerignore`
-    (unchanged, so it would be removed again) and is skipped. The changed files are fetched
-    at once (`fetch` is called from several threads), then written.
+    (unchanged, so it would be removed again) and is skipped. With `concurrent` (a `fetch`
+    that may be called from several threads), the changed files are fetched at once.
     """
-    from builder.code.parallel import run_all
-
-    changed = sorted(plan.fetch.items())
-    fetched = run_all([partial(fetch, path) for path, _ in changed])
     writer = TreeWriter(target)
     for path in sorted(plan.keep):
         source = cached / path
         if os.path.lexists(source):
             writer.existing(path, source)
+    _write_fetched(writer, plan.fetch, fetch, what, concurrent=concurrent)
+    writer.finish()
+
+
+def write_fetched_tree(target: Path, files: Mapping[str, str], fetch: Fetch, *,
+                       what: str) -> None:
+    """Write a whole tree (path -> git mode) into the empty directory `target`, every file
+    fetched and checked against its blob id."""
+    writer = TreeWriter(target)
+    _write_fetched(writer, files, fetch, what)
+    writer.finish()
+
+
+def _write_fetched(writer: TreeWriter, files: Mapping[str, str], fetch: Fetch,
+                   what: str, *, concurrent: bool = False) -> None:
+    changed = sorted(files.items())
+    fetched: Iterable[tuple[bytes, str]]
+    if concurrent:  # over a network: n requests at once take about one round trip
+        from builder.code.parallel import run_all
+
+        fetched = run_all([partial(fetch, path) for path, _ in changed])
+    else:
+        fetched = (fetch(path) for path, _ in changed)
     for (path, mode), (data, blob_id) in zip(changed, fetched, strict=True):
         algorithm = "sha256" if len(blob_id) == 64 else "sha1"
         if blob_sha(data, algorithm) != blob_id:
@@ -104,22 +129,22 @@ def build_updated_tree(cached: Path, target: Path, plan: UpdatePlan, fetch: Fetc
             writer.symlink(path, data.decode("utf-8", "surrogateescape"))
         else:
             writer.file(path, 0o755 if mode == _EXECUTABLE else 0o644, data)
-    writer.finish()
 
 
 def write_update(directory: str | os.PathLike[str], cached: Path, plan: UpdatePlan,
                  fetch: Fetch, *, what: str, expected: Callable[[], Listing] | None,
-                 blob: Callable[[str], bytes] | None = None) -> int:
+                 blob: Callable[[str], bytes] | None = None, concurrent: bool = False) -> int:
     """Write the updated tree into `directory` atomically; with `expected` (the commit's
     listing), verify it as a full download would (`blob` reads Git LFS pointers, see
-    `verify_tree`). Returns how many files were fetched.
+    `verify_tree`). Returns how many files were fetched. `concurrent`: see
+    `build_updated_tree`.
 
     `fetch` should refuse a Git LFS pointer: whether the archive holds a pointer or the content
     is the server's choice, so an update that fetched one could differ from a full download."""
     from builder.code.download import fetch_atomically, verify_tree
 
     def write(target: Path) -> None:
-        build_updated_tree(cached, target, plan, fetch, what=what)
+        build_updated_tree(cached, target, plan, fetch, what=what, concurrent=concurrent)
         if expected is not None:
             verify_tree(target, expected(), what=what, blob=blob)
 

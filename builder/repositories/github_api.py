@@ -154,7 +154,8 @@ def update_files(repo: GitHubProject, base_commit: str, base_directory: str,
 
     return write_update(directory, Path(base_directory), plan, blob, what=what,
                         expected=(lambda: new) if verify else None,
-                        blob=_pointer_reader(repo, projects.get(), policy, what, sizes))
+                        blob=_pointer_reader(repo, projects.get(), policy, what, sizes),
+                        concurrent=True)
 
 
 def tree_listing(repo: GitHubProject, commit: str, subdirectory: str | None,

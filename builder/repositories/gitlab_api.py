@@ -172,7 +172,7 @@ def update_files(repo: GitLabProject, base_commit: str, base_directory: str,
 
     return write_update(directory, Path(base_directory), plan, fetch, what=what,
                         expected=expected if verify else None,
-                        blob=_pointer_reader(client, project, policy, what))
+                        blob=_pointer_reader(client, project, policy, what), concurrent=True)
 
 
 def tree_listing(repo: GitLabProject, commit: str, subdirectory: str | None,
