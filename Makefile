@@ -58,10 +58,14 @@ lint: setup
 
 # Users run builder with compiled bytecode (pip writes it); measure that, even where the
 # environment sets PYTHONDONTWRITEBYTECODE.
+# `make bench NETWORK=wan` puts the registry and the code host behind an emulated WAN
+# (40 ms, 20 Mbit/s up, 100 down); BENCH_ARGS passes more options (python -m tests.bench -h).
+NETWORK ?= loopback
+BENCH_ARGS ?=
 bench: export PYTHONDONTWRITEBYTECODE :=
 bench: setup infra
 	$(PY) -m compileall -q builder tests
-	$(PY) -m tests.bench
+	$(PY) -m tests.bench --network $(NETWORK) $(BENCH_ARGS)
 
 demo: setup infra
 	$(PY) -m tests.demo

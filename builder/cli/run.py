@@ -40,9 +40,16 @@ def run(
         "--include-secret",
         help="--target kubernetes: print the token's Secret too (the output holds the token).",
     ),
+    node_cache: str = typer.Option(
+        None,
+        "--node-cache",
+        metavar="PATH",
+        help="--target kubernetes: keep the download cache in this directory on the node (a "
+        "hostPath volume shared by the node's pods) instead of an emptyDir per pod.",
+    ),
 ) -> None:
     """Build exactly as `builder build` does, then run the container; exit with its code."""
-    if target != "local" or emit or include_secret:
+    if target != "local" or emit or include_secret or node_cache is not None:
         from builder.targets.local import RunOptions
 
         options = RunOptions(
@@ -51,7 +58,8 @@ def run(
             environment=tuple(env),
             volumes=tuple(volume),
         )
-        raise typer.Exit(_run_on_target(path, target, emit, include_secret, no_reuse, options))
+        raise typer.Exit(_run_on_target(path, target, emit, include_secret, no_reuse, options,
+                                        node_cache))
     from builder.cli.run_local import run_local
     from builder.targets.local import RunOptions
 
@@ -69,6 +77,7 @@ def _run_on_target(
     include_secret: bool,
     no_reuse: bool,
     options: RunOptions,
+    node_cache: str | None = None,
 ) -> int:
     """--target swarm: run as a service, return its task's code; kubernetes: print manifests."""
     import sys
@@ -76,6 +85,7 @@ def _run_on_target(
 
     from builder.cli.run_local import env_names
     from builder.decide.planning import check_project
+    from builder.errors import UsageError
     from builder.images.engine import Engine
     from builder.runs.recording import recorded
     from builder.state.settings import load_settings
@@ -83,10 +93,14 @@ def _run_on_target(
     from builder.targets import check_options, prepare, require_registry
 
     check_options(target, emit=emit, include_secret=include_secret)
+    if node_cache is not None and target != "kubernetes":
+        raise UsageError("--node-cache goes with --target kubernetes")
     if target == "kubernetes":
         from builder.targets import kubernetes
 
         kubernetes.check_options(options)
+        if node_cache is not None:
+            node_cache = kubernetes.node_cache_path(node_cache)
         check_project(load_settings(path))
     else:
         require_registry(check_project(load_settings(path)), target)  # bad input first: exit 2
@@ -117,7 +131,7 @@ def _run_on_target(
                 recording.finish(code)
                 return code
             kubernetes.emit(workload, include_secret=include_secret, out=sys.stdout,
-                            message=message)
+                            message=message, node_cache=node_cache)
             recording.emitted()
             return 0
         finally:

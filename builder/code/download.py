@@ -20,6 +20,11 @@ listing (`wants_verify` tells it whether to).
 
 Also here: streaming an HTTP archive into the safe extractor with retries (`stream_archive`),
 and the submodule helpers shared by the archive types.
+
+A `Mirror` (the container's code dir, on a cold start) receives the tree as the archive is
+extracted, in the same pass, so that it need not be copied from the cache afterwards. It is
+complete only when the tree is exactly one archive (no submodules fetched after it, no
+update from a cached tree): `mirror.complete` says so, and the caller copies otherwise.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from builder.state.atomic import staged_directory
 from builder.state.secrets import redact
 
 if TYPE_CHECKING:
-    from builder.code.archives import ExtractResult
+    from builder.code.archives import ExtractResult, Written
     from builder.code.retry import RetryPolicy
 
 _COMMIT = re.compile(r"^[0-9a-fA-F]{7,64}$")
@@ -115,6 +120,43 @@ class _Frame:
 _frame: ContextVar[_Frame | None] = ContextVar("builder_download_frame", default=None)
 
 
+class Mirror:
+    """What a download does in the same pass as its extraction, when the tree is one archive:
+    fill `path` (an empty directory, if given) with the same tree, and note every entry it
+    wrote with its content's digest (`tree_digest` then needs no second read of the tree)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self.written: Written = {}
+        self.claimed = False  # an archive extraction wrote the tree
+        self.spoiled = False  # something else went into the tree too
+        self.complete = False  # set by `download`: `path` and `written` are the whole tree
+
+    def tree_digest(self) -> str:
+        """`builder.code.files.tree_digest` of the downloaded tree (when `complete`)."""
+        from builder.code.files import digest_of_entries, link_digest
+
+        return digest_of_entries(
+            (kind, name, link_digest(content) if isinstance(content, str) else content)
+            for name, (kind, content) in self.written.items()
+        )
+
+
+_mirror: ContextVar[Mirror | None] = ContextVar("builder_download_mirror", default=None)
+
+
+def _claim_mirror() -> Mirror | None:
+    """The mirror for the first archive of a download; a later one spoils it."""
+    mirror = _mirror.get()
+    if mirror is None:
+        return None
+    if mirror.claimed:
+        mirror.spoiled = True
+        return None
+    mirror.claimed = True
+    return mirror
+
+
 def wants_verify(repository: Any, directory: str | os.PathLike[str]) -> bool:
     """Whether a built-in `download_files` writing into `directory` should verify the tree.
 
@@ -146,13 +188,16 @@ class CachedTree:
 
 def download(repository: Downloadable, commit: str, directory: str | os.PathLike[str],
              subdirectory: str | None = None, *, verify: bool = False,
-             base: CachedTree | None = None, log: Callable[[str], None] | None = None) -> Path:
+             base: CachedTree | None = None, log: Callable[[str], None] | None = None,
+             mirror: Mirror | None = None) -> Path:
     """Download `commit` (only `subdirectory`, if given) of `repository` into `directory`.
 
     Works for every repository type, custom classes included. With `base`, a repository
     that has `update_files` (see `builder.code.updates`) may fetch only what changed since it.
-    Raises a `DownloadError` (or a `UsageError` for bad arguments); on any error nothing is
-    left at `directory`.
+    With `mirror`, an archive download fills that empty directory too (`mirror.complete`
+    says whether it holds the whole tree; after an error, its contents are the caller's to
+    clear). Raises a `DownloadError` (or a `UsageError` for bad arguments); on any error
+    nothing is left at `directory`.
     """
     commit = validate_commit(commit)
     subdir = normalize_subdirectory(subdirectory)
@@ -161,6 +206,7 @@ def download(repository: Downloadable, commit: str, directory: str | os.PathLike
     with deadline.bounded(), staged_directory(target) as staging:
         frame = _Frame(staging, verify)
         reset = _frame.set(frame)
+        mirrored = _mirror.set(mirror)
         try:
             fetched = _call_update_files(repository, base, commit, staging, subdir)
             if fetched is None:
@@ -169,6 +215,7 @@ def download(repository: Downloadable, commit: str, directory: str | os.PathLike
                 log(f"updated from {base.commit[:12]}: {fetched} changed "
                     f"file{'' if fetched == 1 else 's'} fetched")
         finally:
+            _mirror.reset(mirrored)
             _frame.reset(reset)
         if not staging.is_dir() or staging.is_symlink():
             raise DownloadError(f"{_describe(repository)}: download_files removed its target "
@@ -177,7 +224,14 @@ def download(repository: Downloadable, commit: str, directory: str | os.PathLike
             _verify_custom(repository, commit, subdir, staging)
         if not subdir:
             check_submodules_present(staging, _describe(repository))
-        apply_dockerignore(staging)
+        gone: list[str] = []
+        apply_dockerignore(staging, gone)
+        if mirror is not None and mirror.claimed and not mirror.spoiled and fetched is None:
+            if mirror.path is not None:
+                apply_dockerignore(mirror.path)
+            for path in gone:
+                mirror.written.pop(path, None)
+            mirror.complete = True
     return target
 
 
@@ -323,8 +377,9 @@ def relative_listing(entries: Iterable[tuple[str, str, str]], subdir: str) -> Li
 # ---------------------------------------------------------------------------- .dockerignore
 
 
-def apply_dockerignore(root: Path) -> int:
-    """Remove what the tree's own `.dockerignore` excludes; return how many entries went.
+def apply_dockerignore(root: Path, gone: list[str] | None = None) -> int:
+    """Remove what the tree's own `.dockerignore` excludes; return how many entries went (and
+    add their paths, relative to `root`, to `gone`).
 
     Files and symlinks are matched one by one (an exception pattern can keep a file inside an
     excluded directory); a directory that the removals leave empty goes too, as a bake would
@@ -344,11 +399,15 @@ def apply_dockerignore(root: Path) -> int:
             if ignore.excluded(folder.prefix + entry.name):
                 os.unlink(entry.path)
                 removed += 1
-        visited.append((folder.path, bool(folder.files or folder.directories)))
-    for path, had_entries in reversed(visited[1:]):
+                if gone is not None:
+                    gone.append(folder.prefix + entry.name)
+        visited.append((folder.path, folder.prefix, bool(folder.files or folder.directories)))
+    for path, prefix, had_entries in reversed(visited[1:]):
         if had_entries and not os.listdir(path):
             os.rmdir(path)
             removed += 1
+            if gone is not None:
+                gone.append(prefix.rstrip("/"))
     return removed
 
 
@@ -592,9 +651,14 @@ def stream_archive(open_response: Callable[[], _Response], target: Path, *, what
     from builder.code.retry import Retryable
 
     active = deadline.current()
+    mirror = _claim_mirror()
 
     def attempt() -> ExtractResult:
         clear_directory(target)
+        if mirror is not None:
+            mirror.written.clear()
+            if mirror.path is not None:
+                clear_directory(mirror.path)
         if active is not None:
             active.check(what, "the archive")
         response = open_response()
@@ -603,7 +667,9 @@ def stream_archive(open_response: Callable[[], _Response], target: Path, *, what
         try:
             with watch:
                 return extract_tar(reader, target, strip_components=strip_components,  # type: ignore[arg-type]
-                                   subdirectory=subdirectory)
+                                   subdirectory=subdirectory,
+                                   mirror=mirror.path if mirror is not None else None,
+                                   written=mirror.written if mirror is not None else None)
         except DownloadError as exc:
             if active is not None and active.expired():
                 received = f" ({reader.received} bytes received)" if reader.received else ""

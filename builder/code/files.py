@@ -192,25 +192,41 @@ def tree_digest(root: str | Path) -> str:
     directories is an error (a cache entry never holds one)."""
     from builder.state.trees import walk
 
-    lines: list[bytes] = []
+    entries: list[tuple[str, str, bytes]] = []
     for folder in walk(root):
         for entry in folder.directories:
-            lines.append(b"dir %s\n" % _name(folder.prefix + entry.name))
+            entries.append(("dir", folder.prefix + entry.name, b""))
         for entry in folder.files:
             mode = entry.stat(follow_symlinks=False).st_mode
-            name = _name(folder.prefix + entry.name)
+            name = folder.prefix + entry.name
             if stat.S_ISLNK(mode):
-                content = hashlib.sha256(os.fsencode(os.readlink(entry.path))).hexdigest()
-                lines.append(b"symlink %s %s\n" % (name, content.encode()))
+                entries.append(("symlink", name, link_digest(os.readlink(entry.path))))
             elif stat.S_ISREG(mode):
-                kind = b"exec" if mode & stat.S_IXUSR else b"file"
-                lines.append(b"%s %s %s\n" % (kind, name, _content_digest(entry.path)))
+                kind = "exec" if mode & stat.S_IXUSR else "file"
+                entries.append((kind, name, _content_digest(entry.path)))
             else:
                 raise BuilderError(f"{entry.path}: not a file, directory or symlink")
+    return digest_of_entries(entries)
+
+
+def digest_of_entries(entries: Iterable[tuple[str, str, bytes]]) -> str:
+    """`tree_digest` of a tree known entry by entry: (kind, relative path, content digest),
+    kind one of dir, file, exec, symlink (e.g. from the extraction that wrote it)."""
+    lines: list[bytes] = []
+    for kind, name, content in entries:
+        if kind == "dir":
+            lines.append(b"dir %s\n" % _name(name))
+        else:
+            lines.append(b"%s %s %s\n" % (kind.encode(), _name(name), content))
     digest = hashlib.sha256(b"builder-tree-v1\n")
     for line in sorted(lines):
         digest.update(line)
     return digest.hexdigest()
+
+
+def link_digest(target: str) -> bytes:
+    """The content digest of a symlink in `tree_digest`: of its target."""
+    return hashlib.sha256(os.fsencode(target)).hexdigest().encode()
 
 
 def _content_digest(path: str) -> bytes:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from builder.code.archives import TreeWriter
@@ -85,18 +86,19 @@ def cached_paths(root: Path) -> list[str]:
 
 
 def build_updated_tree(cached: Path, target: Path, plan: UpdatePlan, fetch: Fetch, *,
-                       what: str) -> None:
+                       what: str, concurrent: bool = False) -> None:
     """Write the new commit's tree into the empty directory `target`.
 
     A kept path that is missing from the cached tree was removed there by `.dockerignore`
-    (unchanged, so it would be removed again) and is skipped.
+    (unchanged, so it would be removed again) and is skipped. With `concurrent` (a `fetch`
+    that may be called from several threads), the changed files are fetched at once.
     """
     writer = TreeWriter(target)
     for path in sorted(plan.keep):
         source = cached / path
         if os.path.lexists(source):
             writer.existing(path, source)
-    _write_fetched(writer, plan.fetch, fetch, what)
+    _write_fetched(writer, plan.fetch, fetch, what, concurrent=concurrent)
     writer.finish()
 
 
@@ -110,9 +112,16 @@ def write_fetched_tree(target: Path, files: Mapping[str, str], fetch: Fetch, *,
 
 
 def _write_fetched(writer: TreeWriter, files: Mapping[str, str], fetch: Fetch,
-                   what: str) -> None:
-    for path, mode in sorted(files.items()):
-        data, blob_id = fetch(path)
+                   what: str, *, concurrent: bool = False) -> None:
+    changed = sorted(files.items())
+    fetched: Iterable[tuple[bytes, str]]
+    if concurrent:  # over a network: n requests at once take about one round trip
+        from builder.code.parallel import run_all
+
+        fetched = run_all([partial(fetch, path) for path, _ in changed])
+    else:
+        fetched = (fetch(path) for path, _ in changed)
+    for (path, mode), (data, blob_id) in zip(changed, fetched, strict=True):
         algorithm = "sha256" if len(blob_id) == 64 else "sha1"
         if blob_sha(data, algorithm) != blob_id:
             raise IntegrityError(f"{what}: {path}: the server's blob does not match id {blob_id}")
@@ -124,17 +133,18 @@ def _write_fetched(writer: TreeWriter, files: Mapping[str, str], fetch: Fetch,
 
 def write_update(directory: str | os.PathLike[str], cached: Path, plan: UpdatePlan,
                  fetch: Fetch, *, what: str, expected: Callable[[], Listing] | None,
-                 blob: Callable[[str], bytes] | None = None) -> int:
+                 blob: Callable[[str], bytes] | None = None, concurrent: bool = False) -> int:
     """Write the updated tree into `directory` atomically; with `expected` (the commit's
     listing), verify it as a full download would (`blob` reads Git LFS pointers, see
-    `verify_tree`). Returns how many files were fetched.
+    `verify_tree`). Returns how many files were fetched. `concurrent`: see
+    `build_updated_tree`.
 
     `fetch` should refuse a Git LFS pointer: whether the archive holds a pointer or the content
     is the server's choice, so an update that fetched one could differ from a full download."""
     from builder.code.download import fetch_atomically, verify_tree
 
     def write(target: Path) -> None:
-        build_updated_tree(cached, target, plan, fetch, what=what)
+        build_updated_tree(cached, target, plan, fetch, what=what, concurrent=concurrent)
         if expected is not None:
             verify_tree(target, expected(), what=what, blob=blob)
 

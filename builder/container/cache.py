@@ -79,11 +79,12 @@ def clear_leftovers(cache_dir: Path) -> list[str]:
     return clear_stale(cache_dir, lambda name: _LEFTOVER.match(name) is not None)
 
 
-def seal(path: Path) -> None:
-    """Record what the entry at `path` holds, as it was written."""
+def seal(path: Path, digest: str | None = None) -> None:
+    """Record what the entry at `path` holds, as it was written: `digest` (its `tree_digest`,
+    when the download knows it from what it wrote), or the tree read back."""
     from builder.code.files import tree_digest
 
-    record = {"entry": path.name, "digest": tree_digest(path)}
+    record = {"entry": path.name, "digest": digest or tree_digest(path)}
     try:
         atomic_write_text(_seal_path(path), json.dumps(record) + "\n", mode=0o644)
     except OSError as exc:

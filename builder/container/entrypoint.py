@@ -45,7 +45,9 @@ from builder.state.atomic import (
 from builder.state.secrets import remember
 
 if TYPE_CHECKING:
-    from builder.code.download import CachedTree
+    from collections.abc import Callable
+
+    from builder.code.download import CachedTree, Mirror
 
 DEFAULT_CODE_DIR = "/app/code"
 DEFAULT_CACHE_DIR = "/var/cache/builder"
@@ -123,8 +125,14 @@ def prepare(contract: Contract, log: Any = None) -> Path:
             )
         return contract.code_dir
     refuse_foreign_code_dir(contract.code_dir)  # before any download: fail fast
-    cached = ensure_cached(contract, log)
-    install_private_copy(cached, contract.code_dir)
+    from builder.container import cache
+
+    if cache.entry(contract.cache_dir, contract.cache_key) is None:
+        _cold_start(contract, log)
+        cached = contract.cache_dir / contract.cache_key
+    else:
+        cached = ensure_cached(contract, log)
+        install_private_copy(cached, contract.code_dir)
     if contract.project_dir is not None:
         install_project(cached, contract.code_dir, contract.project_dir)
     return contract.code_dir
@@ -153,11 +161,46 @@ def install_project(cached: Path, code_dir: Path, project_dir: Path) -> None:
                                f"{exc.strerror or exc}") from None
 
 
-def ensure_cached(contract: Contract, log: Any = None) -> Path:
+def _cold_start(contract: Contract, log: Any) -> None:
+    """The download fills the code dir in the same pass as the cache.
+
+    A mount (the tmpfs `builder run` gives the container, private to it) is filled in place.
+    Elsewhere the tree is staged beside the code dir first, outside the code dir's lock, so
+    that starters sharing its parent do not wait for each other's downloads, then moved in.
+    """
+    code_dir = contract.code_dir
+    if os.path.ismount(code_dir):
+        _install(code_dir, lambda target: _download_into(contract, target, log))
+        return
+    code_dir.parent.mkdir(parents=True, exist_ok=True)
+    with held_directory(code_dir.parent, f".{code_dir.name}.", STAGING_SUFFIX) as staging:
+        _download_into(contract, staging, log)
+        _install(code_dir, lambda target: _move_entries(staging, target))
+
+
+def _move_entries(source: Path, target: Path) -> None:
+    for name in os.listdir(source):
+        os.rename(source / name, target / name)
+
+
+def _download_into(contract: Contract, target: Path, log: Any) -> None:
+    """Put the commit's tree in the cache and in the empty directory `target`: written from
+    the download itself when it is one archive, else copied from the cache."""
+    from builder.code.download import Mirror, clear_directory
+
+    mirror = Mirror(target)
+    cached = ensure_cached(contract, log, mirror=mirror)
+    if not mirror.complete:  # another starter downloaded it, or it was not one archive
+        clear_directory(target)
+        copy_tree(str(cached), str(target))
+
+
+def ensure_cached(contract: Contract, log: Any = None, mirror: Mirror | None = None) -> Path:
     """The commit's tree in the cache, downloading it once even with concurrent starters.
 
     An entry is used only if it is a real directory; with verification on, only if it still
-    matches the seal written with it (see `builder.container.cache`).
+    matches the seal written with it (see `builder.container.cache`). A download fills
+    `mirror` too when it can (see `builder.code.download.Mirror`).
     """
     from builder.container import cache
 
@@ -191,8 +234,10 @@ def ensure_cached(contract: Contract, log: Any = None) -> Path:
             verify=contract.verify,
             base=_newest_entry(contract),
             log=log,
+            mirror=mirror,
         )
-        cache.seal(target)
+        cache.seal(target, mirror.tree_digest() if mirror is not None and mirror.complete
+                   else None)
         _remember_newest(contract)
     return target
 
@@ -221,7 +266,12 @@ def _remember_newest(contract: Contract) -> None:
 
 
 def install_private_copy(source: Path, code_dir: Path) -> None:
-    """Copy the cached tree into the code dir; the cache stays untouched by the run.
+    """Copy the cached tree into the code dir; the cache stays untouched by the run."""
+    _install(code_dir, lambda target: copy_tree(str(source), str(target)))
+
+
+def _install(code_dir: Path, fill: Callable[[Path], None]) -> None:
+    """Have `fill` write the tree into an empty directory that becomes the code dir.
 
     Only a code dir that builder made (marked, see `builder.container.codedir`) or an empty
     one is filled or replaced; anything else stops the start with nothing changed. A mount
@@ -248,9 +298,9 @@ def install_private_copy(source: Path, code_dir: Path) -> None:
             codedir.mark(str(code_dir))
             for name in os.listdir(code_dir):  # builder's own earlier tree
                 remove_tree(code_dir / name)
-            copy_tree(str(source), str(code_dir))
+            fill(code_dir)
             return
-        _replace(source, code_dir, state)
+        _replace(fill, code_dir, state)
     finally:
         os.close(guard)
 
@@ -276,13 +326,13 @@ def refuse_foreign_code_dir(code_dir: Path) -> str:
     return state
 
 
-def _replace(source: Path, code_dir: Path, state: str) -> None:
-    """Stage a copy beside `code_dir` and rename it into place (`state`: absent, empty or
-    ours)."""
+def _replace(fill: Callable[[Path], None], code_dir: Path, state: str) -> None:
+    """Stage the tree (`fill`) beside `code_dir` and rename it into place (`state`: absent,
+    empty or ours)."""
     from builder.container import codedir
 
     with staged_directory(code_dir) as staging:
-        copy_tree(str(source), str(staging))
+        fill(staging)
         codedir.mark(str(staging))
         if state == codedir.EMPTY:
             os.rmdir(code_dir)  # fails, changing nothing, if anything appeared in it

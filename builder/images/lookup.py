@@ -81,19 +81,30 @@ class ImageBuilds:
         return None
 
     def push_all(self) -> list[str]:
+        """Push what the registry lacks; what builder saw it have lately is not asked again
+        (`builder.state.pushed`)."""
+        from builder.state import pushed as seen
+
         pushed = []
         for ref, source in self.sources.items():
+            data = self._inspect(ref) or {}
+            image = data.get("Id")
             if source == "pulled":
+                seen.remember(self.home, ref, image)
                 continue
             if source == "local":
+                if seen.known(self.home, ref, image):
+                    self.progress.note(f"{ref}: in the registry (builder saw it there lately)")
+                    continue
                 remote = self.engine.registry_digest(ref)
-                data = self._inspect(ref) or {}
                 local = [d.rpartition("@")[2] for d in data.get("RepoDigests") or []]
                 if remote and remote in local:
                     self.progress.note(f"{ref}: already in the registry")
+                    seen.remember(self.home, ref, image)
                     continue
             self.progress.note(f"pushing {ref}")
             self.engine.push(ref)
+            seen.remember(self.home, ref, image)
             pushed.append(ref)
         return pushed
 

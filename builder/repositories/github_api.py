@@ -117,20 +117,25 @@ def update_files(repo: GitHubProject, base_commit: str, base_directory: str,
                  commit: str, directory: str | os.PathLike[str], repo_sub_directory: str | None,
                  policy: RetryPolicy | None = None) -> int | None:
     """`commit` into `directory` from the tree of `base_commit` at `base_directory`: the two
-    commits' listings (two requests) and one request per changed file. Returns how many files
-    it fetched, or None (nothing written) when a full download is the better way."""
+    commits' listings (two requests, at once) and one request per changed file (at once).
+    Returns how many files it fetched, or None (nothing written) when a full download is the
+    better way."""
+    from builder.code.parallel import PerThread, run_all
     from builder.code.updates import plan_update, write_update
 
     sha, base = validate_commit(commit), validate_commit(base_commit)
     subdir = normalize_subdirectory(repo_sub_directory)
     # One try per request: on any failure the caller downloads the archive, with retries.
     policy = (policy or RetryPolicy.from_environment()).single_try()
-    project = _project(repo, lazy=True)  # one client: one connection
+    # A client per thread (PyGithub's is not thread-safe): its connection serves the thread's
+    # requests one after another. The two listings go out at once.
+    projects = PerThread(lambda: _project(repo, lazy=True))
     # A truncated listing declines the update: the archive is two requests, a walk is more.
-    old = relative_listing(_tree_entries(repo, base, policy, project, walk=False), subdir)
     sizes: dict[str, int] = {}
-    new = relative_listing(_tree_entries(repo, sha, policy, project, walk=False, sizes=sizes),
-                           subdir)
+    old, new = (relative_listing(entries, subdir) for entries in run_all([
+        lambda: _tree_entries(repo, base, policy, projects.get(), walk=False),
+        lambda: _tree_entries(repo, sha, policy, projects.get(), walk=False, sizes=sizes),
+    ]))
     plan = plan_update(old, new)
     if plan is None:
         return None
@@ -139,7 +144,7 @@ def update_files(repo: GitHubProject, base_commit: str, base_directory: str,
 
     def blob(path: str) -> tuple[bytes, str]:
         blob_id = new[path][1]
-        data = _blob(repo, project, blob_id, policy, what=what)
+        data = _blob(repo, projects.get(), blob_id, policy, what=what)
         if parse_pointer(data) is not None:
             # Whether the archive holds this file's pointer or its content is the
             # repository's setting: the archive decides, so that a commit's tree never
@@ -149,7 +154,8 @@ def update_files(repo: GitHubProject, base_commit: str, base_directory: str,
 
     return write_update(directory, Path(base_directory), plan, blob, what=what,
                         expected=(lambda: new) if verify else None,
-                        blob=_pointer_reader(repo, project, policy, what, sizes))
+                        blob=_pointer_reader(repo, projects.get(), policy, what, sizes),
+                        concurrent=True)
 
 
 def tree_listing(repo: GitHubProject, commit: str, subdirectory: str | None,

@@ -125,6 +125,7 @@ def update_files(repo: GitLabProject, base_commit: str, base_directory: str,
     fetched, or None (nothing written) when a full download is the better way."""
     import base64
 
+    from builder.code.parallel import PerThread
     from builder.code.updates import cached_paths, plan_from_changes, write_update
 
     sha, base = validate_commit(commit), validate_commit(base_commit)
@@ -151,10 +152,14 @@ def update_files(repo: GitLabProject, base_commit: str, base_directory: str,
         return None
     verify = wants_verify(repo, directory)
 
+    # Files are fetched at once, from several threads: a client per thread.
+    clients = PerThread(lambda: _Client(repo), client)
+
     def fetch(path: str) -> tuple[bytes, str]:
-        found = client.call(lambda: project.files.get(file_path=prefix + path, ref=sha,
-                                                      **_NO_RETRIES),
-                            policy, what=what, sha=sha)
+        here = clients.get()
+        files = here.gl.projects.get(repo.path_with_namespace, lazy=True).files
+        found = here.call(lambda: files.get(file_path=prefix + path, ref=sha, **_NO_RETRIES),
+                          policy, what=what, sha=sha)
         data = base64.b64decode(found.content)
         if parse_pointer(data) is not None:
             # The archive holds the content this pointer names: download it in full, so that
@@ -167,7 +172,7 @@ def update_files(repo: GitLabProject, base_commit: str, base_directory: str,
 
     return write_update(directory, Path(base_directory), plan, fetch, what=what,
                         expected=expected if verify else None,
-                        blob=_pointer_reader(client, project, policy, what))
+                        blob=_pointer_reader(client, project, policy, what), concurrent=True)
 
 
 def tree_listing(repo: GitLabProject, commit: str, subdirectory: str | None,

@@ -10,6 +10,16 @@ The Secret's name derives from the token's content (`builder-token-<hash>`). Its
 with the token in `stringData`, is printed only with `--include-secret`; otherwise the Job
 references a Secret the user creates once, with the `kubectl` command builder shows on
 stderr. Nothing else in the output carries the token.
+
+`--node-cache PATH` (opt-in) makes the cache a directory on the node instead (a `hostPath`
+volume, created when missing), shared by every pod of every Job that names it on that node:
+a node downloads each commit once, and a pod that starts at a newer commit updates from the
+newest one there. The entrypoint's file lock keeps concurrent pods to one download. What it
+needs (README "Many nodes"): the pods may use hostPath volumes (the Baseline and Restricted
+Pod Security Standards forbid them, so the namespace needs the Privileged level), and the
+container's user must be able to write there. The kubelet creates a missing directory
+owned by root with mode 0755, which builder's images (root by default) can use; for another
+user, create it on the nodes with that owner, as hostPath volumes get no `fsGroup`.
 """
 
 from __future__ import annotations
@@ -49,15 +59,36 @@ def check_options(options: RunOptions) -> None:
         )
 
 
-def job_manifest(workload: Workload, secret_name: str | None) -> dict[str, Any]:
-    """The Job for a workload; the token, if any, comes from Secret `secret_name`."""
+def node_cache_path(value: str) -> str:
+    """`--node-cache PATH`: an absolute, normalised directory on the node, not the root."""
+    import posixpath
+
+    path = posixpath.normpath(value) if value.startswith("/") else ""
+    if not path or path == "/" or path.startswith("//") or any(
+        part in ("..", ".") for part in value.split("/")
+    ):
+        raise UsageError(
+            f"--node-cache {value!r}: expected an absolute directory on the node, e.g. "
+            "/var/cache/builder"
+        )
+    return path
+
+
+def job_manifest(workload: Workload, secret_name: str | None,
+                 node_cache: str | None = None) -> dict[str, Any]:
+    """The Job for a workload; the token, if any, comes from Secret `secret_name`. The cache
+    is the pod's own `emptyDir`, or with `node_cache` that directory on the node."""
     spec = workload.spec
     labels = _labels(workload)
     mounts: list[dict[str, Any]] = []
     volumes: list[dict[str, Any]] = []
     if CACHE_MOUNT in {bind["bind"] for bind in spec.volumes.values()}:
         mounts.append({"name": CACHE_VOLUME, "mountPath": CACHE_MOUNT})
-        volumes.append({"name": CACHE_VOLUME, "emptyDir": {}})
+        source: dict[str, Any] = (
+            {"hostPath": {"path": node_cache, "type": "DirectoryOrCreate"}}
+            if node_cache else {"emptyDir": {}}
+        )
+        volumes.append({"name": CACHE_VOLUME, **source})
     if spec.token:
         if not secret_name:
             raise ValueError("a workload with a token needs the name of its Secret")
@@ -138,11 +169,12 @@ def emit(
     include_secret: bool,
     out: TextIO,
     message: Callable[[str], None],
+    node_cache: str | None = None,
 ) -> None:
     """Print the manifests to out; say on stderr (message) how the token reaches the pod."""
     token = workload.token
     secret_name = token_secret_name(token) if token else None
-    manifest = job_manifest(workload, secret_name)
+    manifest = job_manifest(workload, secret_name, node_cache)
     job = render([manifest])
     if token and token in job:  # by construction it is not; never print it by accident
         raise BuilderError("internal error: the Job manifest would contain the token")

@@ -1,6 +1,8 @@
 """`make bench`: builder side by side with the conventional Docker workflow.
 
-    python -m tests.bench [--quick] [--only a,b,...] [--reps N] [--no-write] [--strict]
+    python -m tests.bench [--network loopback|wan] [--quick] [--only a,b,...] [--reps N]
+                          [--no-write] [--strict]
+    make bench [NETWORK=wan] [BENCH_ARGS="--only a --reps 3"]
 
 Scenarios (the letters of the README table; each module also runs on its own):
   a  pushed one-line change -> output: builder run against docker build+push+run
@@ -12,7 +14,8 @@ Scenarios (the letters of the README table; each module also runs on its own):
   d  decision: builder status against git status + git ls-remote (bench_status; large,
      xlarge)
   e  container start, warm and cold: the entrypoint against a plain docker run (bench_start;
-     medium)
+     medium); the cold start against `curl | tar` (bench_cold; medium, large), and 8
+     containers starting one commit at once with a shared cache against a cache each
   f  no-op build: builder build against docker build, all cached (bench_build; large)
   g  run records: builder runs list on 10,000 recorded runs against the same on one record
      (bench_runs)
@@ -25,6 +28,10 @@ Scenarios (the letters of the README table; each module also runs on its own):
 
 A full run (5 repetitions after 1 warm-up, all sizes) prints the table, writes it into
 README's "Benchmarks" section with the date and the machine, and draws docs/bench.png.
+`--network wan` runs the same scenarios behind an emulated WAN (tests/infra/wan_proxy.py:
+`--rtt` ms, `--up` and `--down` Mbit/s; 40, 20 and 100 by default) and reports each side's
+bytes up and down and sequential round trips; its table goes to README's WAN block and
+docs/bench-wan.png.
 `--quick` is a smoke test: 2 repetitions, the small project only, README and plot untouched
 (unless `--write`). Needs the engine, the parent image and the registry (`make infra`).
 """
@@ -41,6 +48,7 @@ from pathlib import Path
 from tests.bench import (
     bench_base,
     bench_build,
+    bench_cold,
     bench_download,
     bench_iterate,
     bench_overhead,
@@ -52,6 +60,7 @@ from tests.bench import (
 )
 from tests.bench.context import (
     BUILDER_COMMAND,
+    NETWORKS,
     PARENT_IMAGE,
     REGISTRY,
     BenchContext,
@@ -59,6 +68,7 @@ from tests.bench.context import (
     sh,
 )
 from tests.bench.harness import Result, markdown_table, progress
+from tests.infra.wan_proxy import WanProfile
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE_ORDER = ["small", "medium", "large"]
@@ -69,6 +79,7 @@ Scenario = Callable[[BenchContext, Sequence[str]], list[Result]]
 PLAN: list[tuple[str, Scenario, list[str]]] = [
     ("f", bench_build.run, ["large"]),
     ("e", bench_start.run, ["medium"]),
+    ("e", bench_cold.run, ["medium", "large"]),
     ("h", bench_start.run_project, ["medium"]),
     ("d", bench_status.run, ["large", "xlarge"]),
     ("c", bench_download.run, ["medium"]),
@@ -78,6 +89,8 @@ PLAN: list[tuple[str, Scenario, list[str]]] = [
     ("i", bench_base.run, ["small"]),  # its own 15-package project, whatever the size
     ("j", bench_overhead.run, ["small"]),
 ]
+# On the WAN the goals of a and b are stated for medium and large projects.
+WAN_SIZES = {"a": ["medium", "large"], "b": ["medium", "large"]}
 
 
 def preflight() -> None:
@@ -110,6 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a goal is missed")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument("--network", choices=NETWORKS, default="loopback",
+                        help="loopback (direct), or wan: the registry and the code host behind "
+                             "an emulated WAN link")
+    parser.add_argument("--rtt", type=float, default=40.0, help="wan: round trip, ms (40)")
+    parser.add_argument("--up", type=float, default=20.0, help="wan: uplink, Mbit/s (20)")
+    parser.add_argument("--down", type=float, default=100.0, help="wan: downlink, Mbit/s (100)")
     args = parser.parse_args(argv)
     reps = args.reps or (2 if args.quick else 5)
     only = {letter.strip() for letter in args.only.split(",") if letter.strip()}
@@ -118,14 +137,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if reps < 1 or args.warmup < 0:
         parser.error("--reps must be at least 1 and --warmup at least 0")
     write = (args.write or not args.quick) and not args.no_write
+    try:
+        profile = WanProfile(args.rtt / 1000, args.up * 1e6, args.down * 1e6)
+    except ValueError as exc:
+        parser.error(f"--rtt/--up/--down: {exc}")
+    wan = args.network == "wan"
 
     preflight()
     started = time.perf_counter()
     results: list[Result] = []
-    with BenchContext(reps=reps, warmup=args.warmup, keep=args.keep) as ctx:
+    with BenchContext(reps=reps, warmup=args.warmup, keep=args.keep, network=args.network,
+                      profile=profile) as ctx:
         for letter, scenario, sizes in PLAN:
             if only and letter not in only:
                 continue
+            if wan:
+                sizes = WAN_SIZES.get(letter, sizes)
             results += scenario(ctx, ["small"] if args.quick else sizes)
     minutes = (time.perf_counter() - started) / 60
     sizes = list(fixtures.SPECS)
@@ -139,11 +166,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"bench: {minutes:.1f} minutes")
     if write:
         info = machine()
-        plot = ROOT / report.PLOT
-        report.plot(results, plot, info)
-        block = report.generated_block(results, info, reps, args.warmup, minutes, report.PLOT)
-        report.update_readme(ROOT / "README.md", block)
-        progress(f"bench: wrote {report.PLOT} and README.md's Benchmarks section")
+        plot_path = report.WAN_PLOT if wan else report.PLOT
+        report.plot(results, ROOT / plot_path, info)
+        block = report.generated_block(results, info, reps, args.warmup, minutes, plot_path,
+                                       network=profile.describe() if wan else None)
+        report.update_readme(ROOT / "README.md", block, *(report.WAN_MARKERS if wan else ()))
+        progress(f"bench: wrote {plot_path} and README.md's Benchmarks section")
     return 1 if args.strict and missed else 0
 
 

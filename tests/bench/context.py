@@ -7,6 +7,14 @@ with a token). Each is registered twice, in two builder homes: as a GitHub code 
 can run builder with either type against the same checkout. Containers reach the server over
 the host network. Every change a scenario makes carries this run's nonce, so no cache from an
 earlier run (Docker's layer cache, builder's download cache) can answer for it.
+
+Network profiles (`--network`): `loopback` talks to the registry and the code host directly.
+`wan` puts both behind one emulated link (tests/infra/wan_proxy.py; 40 ms round trip, 20
+Mbit/s up, 100 Mbit/s down by default): the GitHub server (and its codeload origin)
+advertises the proxy's URL, and images are named after the registry proxy's address, so the
+Docker engine's pushes and pulls cross the link too. Each timed run is metered (bytes up and
+down, sequential round trips; `harness.METERS`), and the conventional run pulls its image
+back as a cluster node would.
 """
 
 from __future__ import annotations
@@ -28,15 +36,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tests.bench import fixtures
+from tests.bench import fixtures, harness
 from tests.bench.harness import Result, markdown_table, progress
 from tests.infra.github_server import GitHubServer
 from tests.infra.gitrepos import init_bare
+from tests.infra.server_fixtures import behind_wan
+from tests.infra.wan_proxy import Wan, WanProfile
 
 PARENT_IMAGE = "python:3.11-slim"
 REGISTRY = "127.0.0.1:5000"
 IMAGE_NAME = "builder-bench"  # builder's images: <registry>/builder-bench:base-..., :code-...
-CONVENTIONAL = f"{REGISTRY}/builder-bench-conventional"  # the conventional images, tag = size
+CONVENTIONAL_NAME = "builder-bench-conventional"  # the conventional images, tag = size
+CONVENTIONAL = f"{REGISTRY}/{CONVENTIONAL_NAME}"
+NETWORKS = ("loopback", "wan")
+# The registry's proxy on wan: a fixed port, so that image names (and the engine's memory of
+# which layers that registry has) stay the same from one run to the next, as a real one's do.
+WAN_REGISTRY_PORT = int(os.environ.get("BUILDER_BENCH_WAN_REGISTRY_PORT", "5040"))
 OWNER = "bench"
 TYPES = ("github", "git")  # the repository types a fixture is registered as, one home each
 # `pip install` makes this script; users run it, not `python -m builder` (40 ms more of runpy)
@@ -194,7 +209,13 @@ def machine() -> dict[str, str]:
 class BenchContext:
     """Shared state of one benchmark run; use as a context manager (cleans up on exit)."""
 
-    def __init__(self, *, reps: int, warmup: int = 1, keep: bool = False) -> None:
+    def __init__(self, *, reps: int, warmup: int = 1, keep: bool = False,
+                 network: str = "loopback", profile: WanProfile | None = None) -> None:
+        if network not in NETWORKS:
+            raise ValueError(f"network must be one of {', '.join(NETWORKS)}")
+        self.network = network
+        self.wan: Wan | None = Wan(profile or WanProfile()) if network == "wan" else None
+        self.registry_address = REGISTRY  # where images are named and pushed (a proxy on wan)
         self.reps = reps
         self.warmup = warmup
         self.keep = keep
@@ -227,13 +248,49 @@ class BenchContext:
 
     def __enter__(self) -> BenchContext:
         self.server.start()
+        if self.wan is not None:
+            try:
+                registry = self.wan.proxy(int(REGISTRY.rsplit(":", 1)[1]), "registry",
+                                          WAN_REGISTRY_PORT)
+            except OSError as exc:
+                self.server.stop()
+                raise BenchError(
+                    f"cannot listen on 127.0.0.1:{WAN_REGISTRY_PORT} for the registry's WAN "
+                    f"proxy ({exc.strerror}); set BUILDER_BENCH_WAN_REGISTRY_PORT"
+                ) from None
+            self.registry_address = registry.address
+            behind_wan(self.wan, self.server, "code host")
+            harness.METERS.append(self.meter)
         return self
+
+    @property
+    def conventional_repository(self) -> str:
+        return f"{self.registry_address}/{CONVENTIONAL_NAME}"
+
+    def meter(self) -> harness.Meter:
+        """Counts what one timed run sends over the link: reset now, read when it ends."""
+        wan = self.wan
+        assert wan is not None
+        wan.reset()
+
+        def read() -> harness.Metrics:
+            metrics = wan.stats().metrics()
+            for prefix, key in (("registry", "registry_"), ("code host", "code_")):
+                part = wan.stats([name for name in wan.proxies if name.startswith(prefix)])
+                metrics[f"{key}up"], metrics[f"{key}down"] = part.bytes_up, part.bytes_down
+            return metrics
+
+        return read
 
     def __exit__(self, *exc: object) -> None:
         try:
             if not self.keep:
                 self.cleanup()
         finally:
+            if self.meter in harness.METERS:
+                harness.METERS.remove(self.meter)
+            if self.wan is not None:
+                self.wan.close()
             self.server.stop()
             if self.keep:
                 progress(f"bench: kept {self.root}")
@@ -264,20 +321,24 @@ class BenchContext:
             return self.projects[size]
         started = time.perf_counter()
         spec = fixtures.SPECS[size]
-        tree = fixtures.generate(spec, IMAGE_NAME, REGISTRY)
+        tree = fixtures.generate(spec, IMAGE_NAME, self.registry_address)
         path = self.root / "projects" / size
         fixtures.write(tree, path)
         repo = f"{OWNER}/{size}"
         init_bare(self.server.repo_dir(repo))
         env = self.env
         header = f"Authorization: Bearer {self.server.token}"
+        # The first push goes straight to the server (on wan it would take a minute); origin
+        # then names the server as builder and the user see it (through the link on wan).
+        direct = f"{self.server.direct_url}/{repo}.git"
         for args in (
             ["init", "-q", "-b", "main"],
             ["config", "http.extraHeader", header],
             ["add", "-A"],
             ["commit", "-q", "-m", f"{size} fixture"],
-            ["remote", "add", "origin", self.server.clone_url(repo)],
+            ["remote", "add", "origin", direct],
             ["push", "-q", "-u", "origin", "main"],
+            ["remote", "set-url", "origin", self.server.clone_url(repo)],
         ):
             sh(["git", *args], cwd=path, env=env)
         name = f"bench-{size}"
@@ -291,9 +352,8 @@ class BenchContext:
                 "code-repository", "register", name, "--type", kind, *where[kind],
                 "--token", self.server.token, kind=kind,
             )
-        project = Project(
-            spec, path, tree.size, name, env, f"{CONVENTIONAL}:{size}", clone_url=clone_url
-        )
+        project = Project(spec, path, tree.size, name, env,
+                          f"{self.conventional_repository}:{size}", clone_url=clone_url)
         project.commits.append(project.head())
         self.projects[size] = project
         progress(
@@ -310,10 +370,47 @@ class BenchContext:
         return image
 
     def conventional_iteration(self, project: Project) -> str:
-        """build, push, run: the conventional loop after a change; the program's output."""
+        """build, push, run: the conventional loop after a change; the program's output.
+
+        On the wan profile the run happens as on a cluster node: the image that was pushed is
+        not there, so `docker run` pulls it back over the link. `--no-prune` keeps its parent
+        layers (the parent image, the pip layer), which a node has from earlier runs, and
+        which `docker build` keeps using as its cache.
+        """
         self.docker_build(project)
         self.docker("push", "-q", project.conventional)
+        if self.wan is not None:
+            self.forget_top_layer(project.conventional)
         return self.docker("run", "--rm", "--network", "host", project.conventional).stdout
+
+    def forget_top_layer(self, image: str) -> None:
+        """Make the engine a node that lacks the image's top layer but has the ones below.
+
+        The image goes, and so do its ancestors (the build's intermediate images) that hold
+        the same top layer, e.g. the `COPY . .` step's below a `CMD` step. The ancestors below
+        stay (`--no-prune`): the parent image's and the pip layer, which a node has from
+        earlier runs and which the next `docker build` uses as its cache.
+        """
+        def inspect(ref: str) -> tuple[str, int]:
+            parent, _, layers = self.docker(
+                "image", "inspect", "--format", "{{.Parent}}|{{len .RootFS.Layers}}", ref
+            ).stdout.strip().partition("|")
+            return parent, int(layers)
+
+        parent, layers = inspect(image)
+        doomed = [image]
+        while parent and inspect(parent)[1] == layers:
+            doomed.append(parent)
+            parent = inspect(parent)[0]
+        for ref in doomed:
+            self.docker("image", "rm", "--no-prune", ref)
+
+    def node_pull(self, image: str) -> None:
+        """On wan, what a node pays before it runs an image built elsewhere: it pulls it (the
+        layers it lacks). Nothing on loopback, where builder runs what it built."""
+        if self.wan is not None:
+            self.forget_top_layer(image)
+            self.docker("pull", "-q", image)
 
     # ------------------------------------------------------------------ cleanup
     @contextmanager
@@ -364,7 +461,8 @@ class BenchContext:
         listing = self.docker(
             "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", check=False
         ).stdout.split()
-        bases = [ref for ref in listing if ref.startswith(f"{REGISTRY}/{IMAGE_NAME}:base-")]
+        registry = self.registry_address
+        bases = [ref for ref in listing if ref.startswith(f"{registry}/{IMAGE_NAME}:base-")]
         base = next(iter(sorted(self.bases)), "")
         keys = list(dict.fromkeys(keys))
         if keys and base:
@@ -388,12 +486,12 @@ class BenchContext:
             .stdout.strip()
             .removeprefix("sha256:")[:12]
             for ref in listing
-            if ref.startswith(CONVENTIONAL) and "<none>" not in ref
+            if ref.startswith(self.conventional_repository) and "<none>" not in ref
         }
         mine = [
             ref
             for ref in listing
-            if ref.startswith((f"{REGISTRY}/{IMAGE_NAME}:code-", f"{REGISTRY}/{IMAGE_NAME}:tree-"))
+            if ref.startswith((f"{registry}/{IMAGE_NAME}:code-", f"{registry}/{IMAGE_NAME}:tree-"))
         ]
         if self.bases:  # older bases, of earlier versions of builder
             mine += [ref for ref in bases if ref not in self.bases]
@@ -424,12 +522,15 @@ def standalone(
     parser.add_argument("--reps", type=int, default=5, help="counted repetitions (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="warm-up runs of each side")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and images")
+    parser.add_argument("--network", choices=NETWORKS, default="loopback",
+                        help="loopback, or wan (the default WAN profile: 40 ms, 20/100 Mbit/s)")
     args = parser.parse_args(argv)
     chosen = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in fixtures.SPECS]
     if unknown or args.reps < 1 or args.warmup < 0:
         parser.error(f"--sizes takes {', '.join(fixtures.SPECS)}; --reps >= 1, --warmup >= 0")
-    with BenchContext(reps=args.reps, warmup=args.warmup, keep=args.keep) as ctx:
+    with BenchContext(reps=args.reps, warmup=args.warmup, keep=args.keep,
+                      network=args.network) as ctx:
         results = run(ctx, chosen)
     print(markdown_table(results))
     return 0

@@ -6,6 +6,10 @@ An untimed `before` step prepares each run (e.g. a fresh one-line change), and a
 `after` step checks what the run produced and may return metrics (bytes pushed, requests).
 Results carry median, min and max of each side and the ratio of the medians; a goal says what
 a scenario must show, and whether it did.
+
+A meter (`METERS`, which the bench's network profile fills) is started right before each
+timed run and read right after it, so its counts (bytes up and down, sequential round trips)
+cover exactly the timed part; they join the run's metrics.
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Metrics = dict[str, float]
+#: A started meter; calling it reads what it counted since it started.
+Meter = Callable[[], Metrics]
+#: Meter starters, called before each timed run (the WAN profile adds one).
+METERS: list[Callable[[], Meter]] = []
+NETWORK_METRICS = ("up", "down", "round_trips")
 TIMES = "\u00d7"  # the multiplication sign of "9.1x faster"
 DASH = "\u2013"  # the en dash of "min-max"
 
@@ -64,10 +73,14 @@ class Series:
 def _once(side: Side, series: Series | None, log: Callable[[str], None], tag: str) -> None:
     if side.before is not None:
         side.before()
+    meters = [start() for start in METERS]
     started = time.perf_counter()
     value = side.run()
     elapsed = time.perf_counter() - started
-    metrics = side.after(value) if side.after is not None else None
+    metered: Metrics = {}
+    for read in meters:
+        metered.update(read())
+    metrics = {**metered, **(side.after(value) or {})} if side.after is not None else metered
     log(
         f"    {tag} {side.label}: {elapsed:.3f} s"
         + "".join(f", {k}={v:g}" for k, v in (metrics or {}).items())
@@ -214,20 +227,37 @@ def fmt_bytes(value: float) -> str:
     return f"{value:.0f} bytes"
 
 
+def wire_cell(series: Series) -> str:
+    """What one side sent over the network per run (medians): bytes up, down, round trips."""
+    up, down, trips = (series.metric(name) for name in NETWORK_METRICS)
+    if up is None or down is None or trips is None:
+        return ""
+    return f"↑{fmt_bytes(up)} ↓{fmt_bytes(down)}, {trips:.0f} round trips"
+
+
 def markdown_table(results: Sequence[Result]) -> str:
+    """The table; with two more columns when the runs were metered (the WAN profile)."""
+    wire = any(wire_cell(r.ours) or wire_cell(r.theirs) for r in results)
     header = (
         f"| | scenario | project | builder: median (min{DASH}max) "
         f"| other side: median (min{DASH}max) | result | goal | |"
     )
-    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    rule = "|---|---|---|---|---|---|---|---|"
+    if wire:
+        header += " builder on the wire | other side on the wire |"
+        rule += "---|---|"
+    lines = [header, rule]
     for r in results:
         mark = {True: "✅", False: "❌", None: ""}[r.met]
         result = "; ".join([f"**{r.statement()}**", *r.notes])
-        lines.append(
+        line = (
             f"| {r.key} | {r.title} | {r.project} | {r.ours.cell()} "
             f"| {r.theirs.label}: {r.theirs.cell()} | {result} "
             f"| {r.goal.text() if r.goal else ''} | {mark} |"
         )
+        if wire:
+            line += f" {wire_cell(r.ours)} | {wire_cell(r.theirs)} |"
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -3,6 +3,8 @@
 README.md's "## Benchmarks" section holds a block between `<!-- bench:start -->` and
 `<!-- bench:end -->` that each full run rewrites; the prose around it is left alone. If the
 section or the markers are missing, they are added (the section at the end of the file).
+A run with `--network wan` writes its own block, between `<!-- bench-wan:start -->` and
+`<!-- bench-wan:end -->`, and its own plot.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
 SECTION = "## Benchmarks"
 PLOT = Path("docs") / "bench.png"
+WAN_PLOT = Path("docs") / "bench-wan.png"
+WAN_MARKERS = ("<!-- bench-wan:start -->", "<!-- bench-wan:end -->")
 
 
 def generated_block(
@@ -27,12 +31,17 @@ def generated_block(
     warmup: int,
     minutes: float,
     plot: Path | None,
+    network: str | None = None,
 ) -> str:
+    where = (f" Registry and code host behind an emulated WAN ({network}); the on-the-wire "
+             f"columns are medians per run, round trips counted as sequential (parallel "
+             f"ones once)." if network else "")
+    command = "make bench NETWORK=wan" if network else "make bench"
     lines = [
         f"Measured {machine['date']} on {machine['cores']} cores ({machine['cpu']}), "
         f"{machine['memory']} of memory, Docker {machine['docker']}, Python "
         f"{machine['python']}: {reps} interleaved repetitions of each side after {warmup} "
-        f"warm-up, medians with min{DASH}max; `make bench` took {minutes:.1f} minutes.",
+        f"warm-up, medians with min{DASH}max; `{command}` took {minutes:.1f} minutes.{where}",
         "",
         markdown_table(results),
         "",
@@ -57,13 +66,13 @@ def generated_block(
     return "\n".join(lines)
 
 
-def update_readme(readme: Path, block: str) -> None:
+def update_readme(readme: Path, block: str, start: str = START, end: str = END) -> None:
     """Put `block` between the markers of README's Benchmarks section; nothing else changes."""
     text = readme.read_text(encoding="utf-8")
-    wrapped = f"{START}\n{block}\n{END}"
-    if START in text and END in text and text.index(START) < text.index(END):
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
+    wrapped = f"{start}\n{block}\n{end}"
+    if start in text and end in text and text.index(start) < text.index(end):
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1]
         text = before + wrapped + after
     elif f"\n{SECTION}\n" in f"\n{text}":
         at = f"\n{text}".index(f"\n{SECTION}\n") + len(SECTION) + 1

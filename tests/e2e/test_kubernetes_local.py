@@ -4,6 +4,8 @@ The emitted manifests validate against the official Kubernetes schemas. Then the
 container spec runs with docker, as a kubelet would run it: the image, its entrypoint with
 the Job's args, the Job's env, the token Secret as a read-only file at the mount path, and
 the `emptyDir` cache as an empty temporary directory. It prints the code at the commit.
+With `--node-cache`, the cache is a `hostPath`: a directory of the test's "node", which 8
+containers started at once share, as the pods of a fan-out on one node do.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,7 @@ pytestmark = pytest.mark.docker
 NAME = "e2e-cluster"  # as in test_swarm: the other module pulls the base image
 MAIN = 'import os\nprint("{marker}", os.environ.get("BUILDER_COMMIT", "baked")[:12])\n'
 VERSIONS = sorted({all_versions()[0], all_versions()[-1]})
+HEX = set("0123456789abcdef")
 
 
 @dataclass
@@ -84,10 +88,11 @@ def story(tmp_path_factory, docker_client, parent_image, registry) -> Iterator[S
                 docker_client.images.remove(tag, force=True)
 
 
-def run_job_locally(
-    docker_client: Any, job: dict[str, Any], token: str, scratch: Path
-) -> tuple[str, Path]:
-    """Run the Job's only container with docker as a kubelet would; return stdout, cache dir."""
+def pod_binds(
+    job: dict[str, Any], token: str, scratch: Path, node: Path | None = None
+) -> tuple[dict[str, dict[str, str]], Path]:
+    """The Job's volumes as docker binds, as a kubelet would mount them: an emptyDir is a new
+    directory below `scratch`, a hostPath that path below `node` (the test's node)."""
     pod = job["spec"]["template"]["spec"]
     [container] = pod["containers"]
     volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
@@ -97,6 +102,11 @@ def run_job_locally(
         volume = volumes[mount["name"]]
         if "emptyDir" in volume:
             cache.mkdir()
+            source = cache
+        elif "hostPath" in volume and node is not None:
+            assert volume["hostPath"]["type"] == "DirectoryOrCreate"
+            cache = node / volume["hostPath"]["path"].lstrip("/")
+            cache.mkdir(parents=True, exist_ok=True, mode=0o755)
             source = cache
         elif "secret" in volume:
             directory = scratch / "secret"
@@ -109,6 +119,15 @@ def run_job_locally(
             raise AssertionError(f"unexpected volume {volume}")
         mode = "ro" if mount.get("readOnly") else "rw"
         binds[str(source)] = {"bind": mount["mountPath"], "mode": mode}
+    return binds, cache
+
+
+def run_job_locally(
+    docker_client: Any, job: dict[str, Any], token: str, scratch: Path
+) -> tuple[str, Path]:
+    """Run the Job's only container with docker as a kubelet would; return stdout, cache dir."""
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    binds, cache = pod_binds(job, token, scratch)
     output = docker_client.containers.run(
         container["image"],
         command=container.get("args"),
@@ -173,3 +192,56 @@ def test_the_job_reads_the_token_from_the_mounted_secret(story, docker_client, t
     [job] = documents
     output, _ = run_job_locally(docker_client, job, story.token, tmp_path)
     assert output.split() == [TOKEN_MOUNT, hashlib.sha256(story.token.encode()).hexdigest()]
+
+
+def test_a_node_cache_serves_a_fan_out_of_eight_pods_with_one_download(
+    story, docker_client, tmp_path
+):
+    """8 pods of the same commit start at once on one node that shares its cache: one of them
+    downloads (the server sees one download's requests), the others wait for it, all run."""
+    documents, _ = story.emit("--node-cache", "/var/cache/builder")
+    [job] = documents
+    for version in VERSIONS:
+        assert validate(job, version, strict=True) == major_minor(version)
+    head = git(story.project, "rev-parse", "HEAD")
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+
+    def start(scratch: Path, node: Path) -> str:
+        scratch.mkdir(parents=True)
+        binds, _ = pod_binds(job, story.token, scratch, node)
+        return docker_client.containers.run(
+            container["image"], command=container.get("args"), environment=env,
+            volumes=binds, network_mode=HOST_NETWORK, remove=True, stdout=True, stderr=False,
+        ).decode()
+
+    story.server.reset_counts()  # one pod alone on its node: what one download asks
+    assert start(tmp_path / "alone", tmp_path / "node-alone").split() == ["v1", head[:12]]
+    one_download = story.server.request_count
+    assert one_download >= 1
+
+    story.server.reset_counts()
+    outputs: dict[int, str] = {}
+    failures: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def pod(index: int) -> None:
+        try:
+            barrier.wait(timeout=60)
+            outputs[index] = start(tmp_path / f"pod-{index}", tmp_path / "node")
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=pod, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert not failures, failures[0]
+    assert sorted(outputs) == list(range(8))
+    assert all(out.split() == ["v1", head[:12]] for out in outputs.values()), outputs
+    assert story.server.request_count == one_download  # one download for all eight
+    cache = tmp_path / "node" / "var" / "cache" / "builder"
+    trees = [entry for entry in cache.iterdir()  # cache entries are named by a 32-hex key
+             if entry.is_dir() and len(entry.name) == 32 and set(entry.name) <= HEX]
+    assert len(trees) == 1

@@ -499,6 +499,7 @@ class LoopbackServer:
         self._work_dir = Path(work_dir) if work_dir else None
         self._own_work_dir = False
         self._requested_port = port
+        self._external_url: str | None = None
         self.faults = Faults()
         self._lock = threading.Lock()
         self._log: list[tuple[str, str]] = []
@@ -561,7 +562,19 @@ class LoopbackServer:
 
     @property
     def url(self) -> str:
+        """Where clients reach the server: its address, or the external URL it was given."""
+        return self._external_url or f"http://{HOST}:{self.port}"
+
+    @property
+    def direct_url(self) -> str:
+        """The address the server listens on, whatever it advertises."""
         return f"http://{HOST}:{self.port}"
+
+    def serve_at(self, url: str | None) -> None:
+        """Advertise `url` (e.g. a tests.infra.wan_proxy in front of this server) in its links,
+        redirects and clone URLs; None: its own address again. A real server behind a proxy
+        is configured the same way (GitLab's `external_url`)."""
+        self._external_url = url.rstrip("/") if url else None
 
     @property
     def token(self) -> str:

@@ -86,6 +86,10 @@ BAD_REGISTER = [
     ["secret", "delete", "nope"],
     ["status", "--bogus"],
     ["nosuchcommand"],
+    ["run", "--node-cache", "/var/cache/builder"],
+    ["run", "--target", "swarm", "--node-cache", "/var/cache/builder"],
+    ["run", "--target", "kubernetes", "--emit", "--node-cache", "cache"],
+    ["run", "--target", "kubernetes", "--emit", "--node-cache", "/"],
 ]
 
 

@@ -364,3 +364,36 @@ def test_a_remote_engine_gets_the_installer_handed_in_and_keeps_it(world, names,
     assert kept.is_file() and os.access(kept, os.X_OK)
     assert run_in(docker_client, result.base_image, "python", "-c",
                   "import six; print(six.__version__)") == "1.16.0"
+
+
+def test_a_push_that_builder_saw_lately_asks_the_registry_nothing(world, names, registry):
+    """The registry behind a counting proxy: a second --push of the same image makes no
+    connection to it; once the record is stale, builder asks again (and pushes nothing)."""
+    import time
+
+    from builder.state import pushed as seen
+    from tests.infra.wan_proxy import Wan, WanProfile
+
+    with Wan(WanProfile(rtt=0, handshake_rtts=0)) as link:
+        proxy = link.proxy(int(registry.rsplit(":", 1)[1]), "registry")
+        name = names()
+        bare = world.bare("app")
+        project = world.project("work", remote=bare, files={
+            "builder.yaml": yaml(name, registry=proxy.address),
+            "requirements.txt": "six\n",
+            "main.py": MAIN_V1,
+        })
+        register_git(world, "app", bare)
+        first = built(world, project, "--push")
+        assert first["pushed"] == [first["base_image"]] and proxy.stats().connections > 0
+        proxy.reset()
+        second = built(world, project, "--push")
+        assert (second["built"], second["pushed"]) == ([], [])
+        assert proxy.stats().connections == 0
+        record = seen._entry(world.home, first["base_image"])
+        data = json.loads(record.read_text())
+        data["seen"] = time.time() - seen.FRESH_SECONDS - 1
+        record.write_text(json.dumps(data))
+        third = build(world, project, "--push")
+        assert third.code == 0 and third.json()["pushed"] == []
+        assert "already in the registry" in third.stderr and proxy.stats().connections > 0

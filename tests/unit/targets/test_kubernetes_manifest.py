@@ -250,3 +250,54 @@ def test_the_run_id_is_an_annotation_of_the_job_and_a_label_of_a_service():
     assert "org.builder/run-id" not in unrecorded["metadata"]["annotations"]
     assert service_plan(recorded).labels[SWARM_PREFIX + "run-id"] == recorded.run_id
     assert TOKEN not in json.dumps(manifest["metadata"])
+
+
+# ---- the node-level cache (opt-in) -------------------------------------------------------
+
+
+def volumes_of(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {volume["name"]: volume for volume in job["spec"]["template"]["spec"]["volumes"]}
+
+
+def test_by_default_each_pod_has_a_cache_of_its_own():
+    job = k8s.job_manifest(workload(), token_secret_name(TOKEN))
+    assert volumes_of(job)[k8s.CACHE_VOLUME] == {"name": k8s.CACHE_VOLUME, "emptyDir": {}}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_node_cache_is_a_host_path_that_every_pod_on_the_node_shares(version):
+    out = io.StringIO()
+    k8s.emit(workload(), include_secret=False, out=out, message=lambda _: None,
+             node_cache="/var/cache/builder")
+    [job] = [doc for doc in yaml.safe_load_all(out.getvalue()) if doc]
+    cache = volumes_of(job)[k8s.CACHE_VOLUME]
+    assert cache == {"name": k8s.CACHE_VOLUME,
+                     "hostPath": {"path": "/var/cache/builder", "type": "DirectoryOrCreate"}}
+    mounts = {m["name"]: m for m in container_of(job)["volumeMounts"]}
+    assert mounts[k8s.CACHE_VOLUME] == {"name": k8s.CACHE_VOLUME, "mountPath": CACHE_MOUNT}
+    assert validate(job, version, strict=True) == major_minor(version)
+    # another cache is another Job: the name follows the spec
+    assert job["metadata"]["name"] != k8s.job_manifest(workload(), token_secret_name(TOKEN))[
+        "metadata"]["name"]
+
+
+def test_a_baked_job_needs_no_cache_even_with_a_node_cache():
+    job = k8s.job_manifest(workload(mode="bake", token=None), None, "/var/cache/builder")
+    assert "volumes" not in job["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize(("value", "path"), [
+    ("/var/cache/builder", "/var/cache/builder"),
+    ("/var/cache/builder/", "/var/cache/builder"),
+    ("/mnt//fast/builder", "/mnt/fast/builder"),
+])
+def test_node_cache_paths(value, path):
+    assert k8s.node_cache_path(value) == path
+
+
+@pytest.mark.parametrize("value", ["", "cache", "./cache", "/", "//x", "/var/../etc",
+                                   "/var/./cache", "~/cache"])
+def test_a_node_cache_must_be_an_absolute_directory(value):
+    with pytest.raises(UsageError, match=re.escape(f"--node-cache {value!r}")) as raised:
+        k8s.node_cache_path(value)
+    assert raised.value.exit_code == 2
