@@ -284,7 +284,9 @@ def test_install_steps_make_builder_then_install_requirements_and_set_the_entryp
         not in steps.runtime
     assert "-r /opt/builder-install/requirements/requirements.txt" in steps.requirements
     assert "/var/cache/builder-install/" + name in steps.requirements
-    assert steps.requirements.rstrip().endswith("mkdir -p /srv/app")
+    assert steps.requirements.rstrip().endswith(
+        "mkdir -p /srv/app\npython3 /opt/builder-install/site_packages.py report "
+        "/opt/builder-install || true")
     for script in (steps.runtime, steps.requirements):
         assert "rm -rf /opt/builder-install" in script and "trap finish EXIT" in script
     assert steps.changes == ('ENV X="a\\$b c"', 'ENV BUILDER_CODE_DIR="/srv/app"',
