@@ -120,7 +120,8 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
             changes = base_changes(previous, recipe.record)
             for change in changes:
                 progress.note(f"base image inputs changed: {describe_change(change)}")
-            if isinstance(previous.get("checksum"), str) and increments:
+            if isinstance(previous.get("checksum"), str) and increments \
+                    and all(change["input"] == "requirements" for change in changes):
                 before = Previous(names.base_ref(settings.name, registry, previous["checksum"]),
                                   previous["checksum"], increments)
         builds = _Builds(engine, store.home, registry, progress)

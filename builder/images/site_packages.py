@@ -35,9 +35,10 @@ from typing import Any
 
 DECLINE = 75  # the base cannot be built on the previous one: build it from scratch
 RESOLVE = 76  # plan needs uv's resolution of the lines in DIR/resolved.txt
-# At most this share of the installed requirements' bytes may be hidden under later layers
-# (replaced or removed files stay in the layer below): then the base is built afresh.
+# Replaced or removed files stay in the layers below, hidden: at most this share of the
+# installed requirements' bytes, or this many bytes, then the base is built afresh.
 HIDDEN_SHARE = 0.25
+HIDDEN_BYTES = 64 * 2**20
 
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([A-Za-z0-9][A-Za-z0-9.+!_-]*)$")
 _NAME = re.compile(r"[-_.]+")
@@ -229,7 +230,7 @@ def plan(folder: str) -> None:
     # the previous base's files of what is removed or replaced stay in the layer below
     touched = set(state["touched"]) | (set(removed + changed) & set(state["sizes"]))
     hidden = state["hidden"] + sum(state["sizes"][key] for key in touched)
-    if hidden > HIDDEN_SHARE * max(state["size"], 1):
+    if hidden > max(HIDDEN_SHARE * state["size"], HIDDEN_BYTES):
         raise Declined(f"{hidden} bytes of earlier packages would lie hidden in the layers "
                        f"below (more than {HIDDEN_SHARE:.0%} of {state['size']})")
     state.update(touched=sorted(touched), new=new,
@@ -268,12 +269,16 @@ def finish(folder: str) -> None:
     state = json.loads(_read(os.path.join(folder, "state.json")))
     after = distributions(site)
     parent = state["parent"]
-    expected = {key: version_key(version) for key, version in {**parent, **state["new"]}.items()}
-    have = {key: version_key(dist["version"]) for key, dist in after.items()}
-    if have != expected:
-        differ = sorted(f"{key}=={version}" for key, version
-                        in set(have.items()) ^ set(expected.items()))
-        raise Declined("site-packages would differ from a fresh install: " + ", ".join(differ))
+    expected = {**parent, **state["new"]}
+    have = {key: dist["version"] for key, dist in after.items()}
+    extra = sorted(f"{key}=={version}" for key, version in have.items()
+                   if version_key(version) != version_key(expected.get(key, "")))
+    missing = sorted(f"{key}=={version}" for key, version in expected.items()
+                     if version_key(version) != version_key(have.get(key, "")))
+    if extra or missing:
+        raise Declined(f"site-packages would differ from a fresh install: it has "
+                       f"{', '.join(extra) or 'nothing more'}, a fresh install "
+                       f"{', '.join(missing) or 'nothing more'}")
     prefix = os.path.join(os.path.realpath(site), "")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore")

@@ -289,6 +289,9 @@ def test_install_steps_make_builder_then_install_requirements_and_set_the_entryp
         "/opt/builder-install || true")
     for script in (steps.runtime, steps.requirements):
         assert "rm -rf /opt/builder-install" in script and "trap finish EXIT" in script
+    # uv can update the previous base's requirements (builder.images.increment); pip cannot
+    assert ("site_packages.py plan" in steps.update) == (name == "uv")
+    assert steps.update == "" or "trap finish EXIT" in steps.update
     assert steps.changes == ('ENV X="a\\$b c"', 'ENV BUILDER_CODE_DIR="/srv/app"',
                              "WORKDIR /srv/app",
                              'ENTRYPOINT ["/opt/builder/bin/builder", "entrypoint", "--"]',
