@@ -43,7 +43,7 @@ HIDDEN_BYTES = 64 * 2**20
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([A-Za-z0-9][A-Za-z0-9.+!_-]*)$")
 _NAME = re.compile(r"[-_.]+")
 _OPTION_KEEP = ("-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--no-index",
-                "--pre", "--only-binary", "--no-binary", "--prefer-binary")
+                "--pre", "--only-binary", "--no-binary")
 
 
 class Declined(Exception):
