@@ -118,7 +118,7 @@ class BaseRecipe:
         the previous base (builder.images.increment)."""
         files = self._staging(wheels, cache_owner, tools=tools)
         staging = PATHS.staging.lstrip("/")
-        if self.requirements:
+        if self.install.update:  # the installer can update a base: the steps report
             files.add_bytes(PATHS.helper.lstrip("/"), SITE_HELPER.read_bytes())
             files.add_bytes(f"{staging}/marker", marker.encode("utf-8"))
         if previous is not None:

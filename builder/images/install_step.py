@@ -86,22 +86,22 @@ def render_install(installer: Installer, *, has_requirements: bool,
         runtime += [f"mv {PATHS.staging}/custom {BUILDER_HOME}/custom",
                     _CUSTOM_PTH.format(home=BUILDER_HOME)]
     requirements = _frame(installer)
-    update = ""
     listed = f"{PATHS.requirements_dir}/{MAIN_FILE}"
+    lines = installer.update_requirements(listed, PATHS) if has_requirements else []
+    update = "\n".join([*_frame(installer), *lines]) + "\n" if lines else ""
+    if lines:
+        # what the install adds is reported (builder.images.site_packages), for a later
+        # update of this base; never a failure
+        requirements.append(f"python3 -I {PATHS.helper} snapshot {PATHS.staging} || true")
     if has_requirements:
-        # what the install adds is reported (builder.images.site_packages); never a failure
-        requirements += [f"python3 {PATHS.helper} snapshot {PATHS.staging} || true",
-                         *installer.install_requirements(listed, PATHS)]
-        lines = installer.update_requirements(listed, PATHS)
-        if lines:
-            update = "\n".join([*_frame(installer), *lines]) + "\n"
+        requirements += installer.install_requirements(listed, PATHS)
     if project_dir:
         requirements.append(_PROJECT_HOOK.format(
             hook=f"{PATHS.staging}/project-hook/{install.HOOK_MODULE}.py",
             pth=f"{install.HOOK_MODULE}.pth", pth_text=install.hook_pth().strip()))
     requirements.append(f"mkdir -p {code_dir}")
-    if has_requirements:
-        requirements.append(f"python3 {PATHS.helper} report {PATHS.staging} || true")
+    if lines:
+        requirements.append(f"python3 -I {PATHS.helper} report {PATHS.staging} || true")
     changes = [f"ENV {key}={env_quote(value)}" for key, value in sorted(environment.items())]
     if project_dir:
         changes.append(f"ENV BUILDER_PROJECT_DIR={project_dir} PATH={project_dir}/bin:$PATH")

@@ -22,7 +22,6 @@ the staging folder as its argument. Distributions are read from the Python's sit
 
 from __future__ import annotations
 
-import compileall
 import csv
 import json
 import os
@@ -279,6 +278,8 @@ def finish(folder: str) -> None:
         raise Declined(f"site-packages would differ from a fresh install: it has "
                        f"{', '.join(extra) or 'nothing more'}, a fresh install "
                        f"{', '.join(missing) or 'nothing more'}")
+    import compileall  # only here: it takes a while to import
+
     prefix = os.path.join(os.path.realpath(site), "")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore")

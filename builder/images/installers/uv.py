@@ -74,7 +74,7 @@ class UvInstaller(Installer):
                 f"  if grep -qv '^-' {folder}/install.txt; then "
                 f"{uv} pip install {target} --no-deps -r {folder}/install.txt; fi",
                 "}",
-                f"planned=0; python3 {helper} plan {folder} || planned=$?",
+                f"planned=0; python3 -I {helper} plan {folder} || planned=$?",
                 'if [ "$planned" = 0 ]; then',
                 f"  apply; {uv} pip check {target.replace('--break-system-packages ', '')} "
                 "|| planned=76",
@@ -82,11 +82,11 @@ class UvInstaller(Installer):
                 'if [ "$planned" = 76 ]; then',
                 f"  {uv} pip compile --quiet --no-header --no-annotate --python python3 "
                 f"-o {folder}/resolved.txt {requirements_file}",
-                f"  planned=0; python3 {helper} plan {folder} || planned=$?",
+                f"  planned=0; python3 -I {helper} plan {folder} || planned=$?",
                 '  if [ "$planned" = 0 ]; then apply; fi',
                 "fi",
                 '[ "$planned" = 0 ] || exit "$planned"',
-                f"python3 {helper} finish {folder}"]
+                f"python3 -I {helper} finish {folder}"]
 
     def install_builder(self, home: str, requirements: Sequence[str],
                         paths: InstallPaths) -> list[str]:
