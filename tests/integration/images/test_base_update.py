@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from builder.images import increment
+from builder.images.installers.uv import UV_TOOL
 from tests.gitworld import GitWorld
 from tests.integration.images.test_build import (
     build,
@@ -73,6 +74,11 @@ def test_a_requirement_change_updates_the_previous_base_to_what_a_fresh_one_hold
     path = project(world, name, "six==1.16.0\nidna==3.7\nmarkdown-it-py==3.0.0\nmdurl==0.1.2\n")
     first = built(world, path)
     assert step(docker_client, first) == "0"
+    # uv went into the download cache as a hard link to the wheelhouse's copy, not a copy
+    kept = world.home / "downloads" / "tools" / UV_TOOL
+    assert kept.stat().st_nlink > 1 and any(
+        tool.stat().st_ino == kept.stat().st_ino
+        for tool in (world.home / "wheelhouse").glob(f"*/.tools/{UV_TOOL}"))
     assert labels(docker_client, first["base_image"])[increment.INSTALLED] == \
         "idna==3.7 markdown-it-py==3.0.0 mdurl==0.1.2 six==1.16.0"
 
