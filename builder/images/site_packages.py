@@ -139,7 +139,9 @@ def parse_pins(lines: list[str]) -> dict[str, str]:
     for line in lines:
         match = _PIN.match(line)
         if match is None or name_key(match.group(1)) in pins:
-            raise Declined(f"not a single pin: {line!r}")
+            # only the line's leading name: the rest may be a URL with a password in it
+            name = re.match(r"[A-Za-z0-9._\[\]-]*", line).group(0)  # type: ignore[union-attr]
+            raise Declined(f"not a single pin: {name or 'a line'}...")
         pins[name_key(match.group(1))] = match.group(2)
     return pins
 
