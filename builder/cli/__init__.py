@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> None:
         _entrypoint_fast_path(args)
     if args[:1] == ["status"]:
         _status_fast_path(args)
+    if args[:1] == ["run"]:
+        _run_fast_path(args)
     if args[:2] == ["runs", "list"]:
         _runs_list_fast_path(args[2:])
     if args[:1] == ["build"]:
@@ -98,6 +100,19 @@ def _status_fast_path(args: list[str]) -> None:
             gathering.cancel()
         forget_early()
     sys.exit(0)
+
+
+def _run_fast_path(args: list[str]) -> None:
+    """`builder run` starts every iteration of the edit-run loop: for its usual options it
+    skips the CLI framework (see builder/cli/run_local.py); anything else goes to typer."""
+    from builder.cli.run_local import fast_path
+
+    try:
+        code = fast_path(args[1:])
+    except BaseException as exc:  # every failure becomes one line
+        _fail(exc)
+    if code is not None:
+        sys.exit(code)
 
 
 def _runs_list_fast_path(options: list[str]) -> None:

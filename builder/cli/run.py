@@ -52,51 +52,14 @@ def run(
             volumes=tuple(volume),
         )
         raise typer.Exit(_run_on_target(path, target, emit, include_secret, no_reuse, options))
-    from dataclasses import replace
+    from builder.cli.run_local import run_local
+    from builder.targets.local import RunOptions
 
-    from builder.decide.planning import check_project
-    from builder.images.engine import Engine
-    from builder.runs.recording import recorded
-    from builder.state.settings import load_settings
-    from builder.state.store import Store
-    from builder.targets.local import (
-        RunOptions,
-        build_for_run,
-        remove_orphans,
-        run_container,
-        run_files,
-    )
-
-    check_project(load_settings(path))  # bad input first: exit 2, no engine, no record
-    store = Store.default()
     command = (ctx.obj or {}).get("command") or []
     options = RunOptions(
         command=tuple(command), network=network, environment=tuple(env), volumes=tuple(volume)
     )
-    with recorded(store.home, kind="run", target="local", path=path, command=command,
-                  env_names=_names(env)) as recording:
-        engine = Engine.connect()
-        try:
-            remove_orphans(engine.client, store.home, _log)
-            result, spec = build_for_run(path, options, push=push, no_reuse=no_reuse,
-                                         store=store, engine=engine, warn=warn, message=message,
-                                         environ=os.environ)
-            recording.built(result, engine, spec)
-            message(f"builder: run {recording.record.short_id}")
-            with run_files(spec.token, store.home) as files:
-                code = run_container(
-                    engine.client, replace(spec, labels=recording.labels()), files.token,
-                    log=_log, labels=files.labels,
-                )
-            recording.finish(code)
-        finally:
-            engine.close()
-    raise typer.Exit(code)
-
-
-def _names(env: list[str]) -> list[str]:
-    """The names of `-e K=V` / `-e K`: a record keeps names, never values."""
-    return [item.partition("=")[0] for item in env]
+    raise typer.Exit(run_local(path, options, push=push, no_reuse=no_reuse))
 
 
 def _run_on_target(
@@ -111,6 +74,7 @@ def _run_on_target(
     import sys
     from dataclasses import replace
 
+    from builder.cli.run_local import env_names
     from builder.decide.planning import check_project
     from builder.images.engine import Engine
     from builder.runs.recording import recorded
@@ -128,7 +92,7 @@ def _run_on_target(
         require_registry(check_project(load_settings(path)), target)  # bad input first: exit 2
     store = Store.default()
     with recorded(store.home, kind="run", target=target, path=path, command=options.command,
-                  env_names=_names(list(options.environment))) as recording:
+                  env_names=env_names(options.environment)) as recording:
         engine = Engine.connect()
         try:
             if target == "swarm":

@@ -70,7 +70,7 @@ def rerun(
     command = (ctx.obj or {}).get("command") or []
     engine = Engine.connect()
     try:
-        remove_orphans(engine.client, store.home, _log)
+        remove_orphans(engine, store.home, _log)
         spec = rerun_spec(record, command, engine=engine, store=store, environ=os.environ,
                           log=_log, warn=warn)
         with recorded(store.home, kind="run", target="local", path=record.project_path,
@@ -81,7 +81,7 @@ def rerun(
                     f"({record.mode}, commit {(record.commit or '-')[:12]}, image "
                     f"{spec.image[:19]})")
             with run_files(spec.token, store.home) as files:
-                code = run_container(engine.client, replace(spec, labels=recording.labels()),
+                code = run_container(engine, replace(spec, labels=recording.labels()),
                                      files.token, log=_log, labels=files.labels)
             recording.finish(code)
     finally:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from builder.code import deadline
+from builder.code import deadline, treediff
 from builder.errors import (
     BuilderError,
     DownloadError,
@@ -63,7 +63,7 @@ class Downloadable(Protocol):
 
 #: Listing of a commit's tree: posix path (relative to the downloaded subdirectory) ->
 #: (git mode, object id), as `git ls-tree -r` prints it; gitlinks have mode 160000.
-Listing = dict[str, tuple[str, str]]
+Listing = treediff.Listing
 
 
 # ---------------------------------------------------------------------------- arguments

@@ -5,9 +5,11 @@ that exist plus untracked files that are not ignored (`git ls-files -co --exclud
 minus `.dockerignore` matches. Outside git it is every file under the project directory,
 minus `.dockerignore` matches. Directories are implied by the files; empty ones do not ship.
 
-The content hash covers, for each entry in path order: the relative path, the kind (regular
-file, executable file, symlink) and the content digest (a symlink's target). It never covers
-mtimes, owners or absolute paths, so touching a file or moving the project changes nothing.
+Each file is described as git describes it: a mode ("100644", "100755", "120000" for a
+symlink) and a blob id (of the content, or of a symlink's target). The content hash is
+`treediff.tree_digest` of those entries, the same digest a commit's listing gets, so the same
+files give the same hash inside git or outside it. It never covers mtimes, owners or absolute
+paths, so touching a file or moving the project changes nothing.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from builder.code import treediff
+from builder.code.gitobjects import blob_sha
+from builder.code.treediff import EXECUTABLE, FILE, SYMLINK, Listing
 from builder.errors import BuilderError, GitError
 
 Kind = Literal["file", "exec", "symlink"]
 CHUNK = 1 << 20
-HASH_VERSION = "builder-files-v1"
+_MODES: dict[str, str] = {"file": FILE, "exec": EXECUTABLE, "symlink": SYMLINK}
 # Hashing in threads pays off only when there is enough data to read (hashlib and file reads
 # release the GIL for large buffers; for many tiny files the pool's overhead dominates).
 _PARALLEL_MIN_BYTES = 32 << 20
@@ -35,17 +40,17 @@ _WORKERS = min(8, (os.cpu_count() or 1) + 2)
 
 @dataclass(frozen=True)
 class FileEntry:
-    """One shipped file: posix path relative to the project, kind, content digest."""
+    """One shipped file: posix path relative to the project, kind, git blob id."""
 
     path: str
     kind: Kind
-    digest: str  # sha256 of the content; for a symlink, of its target
+    oid: str  # git's blob id of the content; for a symlink, of its target
     size: int
     target: str = ""  # symlink target, as stored in the link
 
     @property
-    def mode(self) -> int:
-        return 0o755 if self.kind == "exec" else 0o644
+    def git_mode(self) -> str:
+        return _MODES[self.kind]
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,10 @@ class FileSet:
     def total_size(self) -> int:
         return sum(entry.size for entry in self.entries)
 
+    @property
+    def listing(self) -> Listing:
+        return {entry.path: (entry.git_mode, entry.oid) for entry in self.entries}
+
 
 def shipped_paths(project_dir: str | Path) -> list[str]:
     """The relative posix paths that ship from project_dir, sorted."""
@@ -69,11 +78,12 @@ def shipped_paths(project_dir: str | Path) -> list[str]:
     from builder.code.git_questions import find_checkout
 
     root = Path(project_dir).resolve()
-    candidates = _git_paths(root) if find_checkout(root) is not None else _walk_paths(root)
+    candidates = git_paths(root) if find_checkout(root) is not None else _walk_paths(root)
     return sorted(DockerIgnore.load(root).filter(candidates))
 
 
-def _git_paths(root: Path) -> list[str]:
+def git_paths(root: Path) -> list[str]:
+    """What git would ship from `root` (a checkout's directory), before `.dockerignore`."""
     from builder.code.gitcmd import split_z, start_git
 
     try:
@@ -109,21 +119,21 @@ def _walk_paths(root: Path) -> list[str]:
     return result
 
 
-def hash_file(path: str | os.PathLike[str]) -> tuple[str, int]:
-    """sha256 hex digest and size of a file's content, read in chunks."""
-    digest = hashlib.sha256()
-    size = 0
+def hash_file(path: str | os.PathLike[str], algorithm: str = "sha1") -> tuple[str, int]:
+    """git's blob id and the size of a file's content, read in chunks."""
     with open(path, "rb", buffering=0) as handle:
-        while True:
-            chunk = handle.read(CHUNK)
-            if not chunk:
-                break
+        size = os.fstat(handle.fileno()).st_size
+        digest = hashlib.new(algorithm, b"blob %d\0" % size)
+        read = 0
+        while chunk := handle.read(CHUNK):
             digest.update(chunk)
-            size += len(chunk)
+            read += len(chunk)
+    if read != size:
+        raise BuilderError(f"{path}: changed while it was being read; try again")
     return digest.hexdigest(), size
 
 
-def entry_for(root: Path, path: str) -> FileEntry:
+def entry_for(root: Path, path: str, algorithm: str = "sha1") -> FileEntry:
     """Describe one file; a file that vanished or is no longer a file is an error."""
     full = os.path.join(root, path)
     try:
@@ -131,44 +141,42 @@ def entry_for(root: Path, path: str) -> FileEntry:
         if stat.S_ISLNK(st.st_mode):
             target = os.readlink(full)
             raw = os.fsencode(target)
-            return FileEntry(path, "symlink", hashlib.sha256(raw).hexdigest(), 0, target)
+            return FileEntry(path, "symlink", blob_sha(raw, algorithm), 0, target)
         if not stat.S_ISREG(st.st_mode):
             raise BuilderError(f"{full}: not a regular file or symlink; cannot ship it")
-        digest, size = hash_file(full)
+        oid, size = hash_file(full, algorithm)
     except FileNotFoundError:
         raise BuilderError(f"{full}: disappeared while it was being read; try again") from None
     except PermissionError:
         raise BuilderError(f"{full}: permission denied; cannot ship it") from None
     kind: Kind = "exec" if st.st_mode & stat.S_IXUSR else "file"
-    return FileEntry(path, kind, digest, size)
+    return FileEntry(path, kind, oid, size)
 
 
 def hash_entries(entries: Iterable[FileEntry]) -> str:
-    """The content hash of a file set: paths, kinds and content digests, in path order."""
-    digest = hashlib.sha256(HASH_VERSION.encode() + b"\n")
-    for entry in sorted(entries, key=lambda e: e.path):
-        name = entry.path.encode("utf-8", "surrogateescape")
-        digest.update(b"%s %d:%s %s\n" % (entry.kind.encode(), len(name), name,
-                                          entry.digest.encode()))
-    return digest.hexdigest()
+    """The content hash of a file set (`treediff.tree_digest` of its entries)."""
+    return treediff.tree_digest({entry.path: (entry.git_mode, entry.oid) for entry in entries})
 
 
-def file_set(project_dir: str | Path, paths: Sequence[str] | None = None) -> FileSet:
+def file_set(project_dir: str | Path, paths: Sequence[str] | None = None,
+             algorithm: str = "sha1") -> FileSet:
     """The shipped file set of project_dir (or of the given paths) with its content hash."""
     root = Path(project_dir).resolve()
     names = sorted(shipped_paths(root) if paths is None else paths)
-    entries = _entries(root, names)
+    entries = describe(root, names, algorithm)
     return FileSet(root, tuple(entries), hash_entries(entries))
 
 
-def _entries(root: Path, names: list[str]) -> list[FileEntry]:
+def describe(root: Path, names: Sequence[str], algorithm: str = "sha1") -> list[FileEntry]:
+    """`entry_for` each name, in threads when there is enough to read."""
     if len(names) > 64 and _WORKERS > 1 and _approx_size(root, names) >= _PARALLEL_MIN_BYTES:
         with ThreadPoolExecutor(_WORKERS) as pool:
-            return list(pool.map(lambda name: entry_for(root, name), names, chunksize=32))
-    return [entry_for(root, name) for name in names]
+            return list(pool.map(lambda name: entry_for(root, name, algorithm), names,
+                                 chunksize=32))
+    return [entry_for(root, name, algorithm) for name in names]
 
 
-def _approx_size(root: Path, names: list[str]) -> int:
+def _approx_size(root: Path, names: Sequence[str]) -> int:
     total = 0
     for name in names:
         with contextlib.suppress(OSError):

@@ -185,3 +185,111 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.communicate()
+
+
+class CatFile:
+    """One long-lived `git cat-file --batch`: ask for a blob, read it, ask for the next.
+
+    `open` returns the blob's size and a stream of exactly that many bytes; the next request
+    reads what the caller left of it. A missing object, or one that is not a blob, is a
+    `GitError`. Use as a context manager: the process ends on exit.
+    """
+
+    def __init__(self, cwd: Path | str, env: Mapping[str, str] | None = None,
+                 options: Sequence[str] = (), pass_fds: Sequence[int] = ()) -> None:
+        import tempfile
+
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
+        self._process = subprocess.Popen(
+            [*_BASE, *options, "cat-file", "--batch"],
+            cwd=cwd,
+            env=git_environment(env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._errors,
+            start_new_session=True,
+            pass_fds=tuple(pass_fds),
+        )
+        self._pending = 0  # bytes of the current blob (and its newline) not read yet
+
+    def __enter__(self) -> CatFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self, oid: str) -> tuple[int, _BlobStream]:
+        stdin, stdout = self._process.stdin, self._process.stdout
+        assert stdin is not None and stdout is not None
+        self._skip(self._pending)
+        try:
+            stdin.write(oid.encode("ascii") + b"\n")
+            stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise self._failure(oid) from None
+        header = stdout.readline().split()
+        if len(header) != 3 or header[0].decode("ascii", "replace") != oid:
+            raise self._failure(oid, b" ".join(header).decode("ascii", "replace"))
+        if header[1] != b"blob":
+            raise GitError(f"git object {oid} is a {header[1].decode('ascii', 'replace')}, "
+                           "not a blob")
+        size = int(header[2])
+        self._pending = size + 1
+        return size, _BlobStream(self, size)
+
+    def read(self, oid: str) -> bytes:
+        size, stream = self.open(oid)
+        return stream.read(size)
+
+    def _take(self, size: int) -> bytes:
+        stdout = self._process.stdout
+        assert stdout is not None
+        data = stdout.read(size)
+        self._pending -= len(data)
+        if len(data) < size:
+            raise self._failure("", "the output ended early")
+        return data
+
+    def _skip(self, size: int) -> None:
+        while size > 0:
+            size -= len(self._take(min(size, 1 << 20)))
+
+    def _failure(self, oid: str, detail: str = "") -> GitError:
+        if detail.endswith("missing"):
+            return GitError(f"git object {oid} is missing")
+        from builder.state.secrets import redact
+
+        self._errors.seek(0)
+        message = self._errors.read().decode("utf-8", "replace").strip().splitlines()
+        last = message[-1] if message else detail or "no answer"
+        return GitError(redact(f"`git cat-file` failed{f' on {oid}' if oid else ''}: {last}"))
+
+    def close(self) -> None:
+        process = self._process
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        if process.poll() is None:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                _kill(process)
+        if process.stdout is not None:
+            process.stdout.close()
+        self._errors.close()
+
+
+class _BlobStream:
+    """The bytes of one blob from a `CatFile`, read as a file (tarfile copies from it)."""
+
+    def __init__(self, owner: CatFile, size: int) -> None:
+        self._owner = owner
+        self._left = size
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        wanted = self._left if size < 0 else min(size, self._left)
+        data = self._owner._take(wanted)
+        self._left -= len(data)
+        return data

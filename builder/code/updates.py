@@ -38,14 +38,19 @@ class UpdatePlan:
     fetch: dict[str, str]  # new or changed: path -> git mode
 
 
-def plan_update(old: Listing, new: Listing) -> UpdatePlan | None:
-    """From the two commits' listings (path -> (mode, blob id)); None: download in full."""
+def plan_update(old: Listing, new: Listing, *, limited: bool = True) -> UpdatePlan | None:
+    """From the two commits' listings (path -> (mode, blob id)); None: download in full.
+
+    `limited=False` lifts the bound on changed files, for a fetch whose cost does not grow
+    by a request per file (git's: one pack of what changed).
+    """
     if any(mode == GITLINK for mode, _ in (*old.values(), *new.values())):
         return None
     changed = {path: entry[0] for path, entry in new.items() if old.get(path) != entry}
     deleted = [path for path in old if path not in new]
     keep = tuple(path for path in new if path not in changed)
-    return _checked(UpdatePlan(keep, changed), [*changed, *deleted], old.keys() | new.keys())
+    return _checked(UpdatePlan(keep, changed), [*changed, *deleted], old.keys() | new.keys(),
+                    limited=limited)
 
 
 def plan_from_changes(
@@ -61,12 +66,13 @@ def plan_from_changes(
     return _checked(UpdatePlan(keep, fetch), list(changes), present | fetch.keys())
 
 
-def _checked(plan: UpdatePlan, touched: list[str], every: Collection[str]) -> UpdatePlan | None:
+def _checked(plan: UpdatePlan, touched: list[str], every: Collection[str], *,
+             limited: bool = True) -> UpdatePlan | None:
     if not plan.keep and not plan.fetch:
         return None
     if ".gitmodules" in every or ".dockerignore" in touched:
         return None
-    if len(plan.fetch) > min(MAX_FETCHED, max(8, len(every) // 4)):
+    if limited and len(plan.fetch) > min(MAX_FETCHED, max(8, len(every) // 4)):
         return None
     return plan
 
@@ -90,7 +96,22 @@ def build_updated_tree(cached: Path, target: Path, plan: UpdatePlan, fetch: Fetc
         source = cached / path
         if os.path.lexists(source):
             writer.existing(path, source)
-    for path, mode in sorted(plan.fetch.items()):
+    _write_fetched(writer, plan.fetch, fetch, what)
+    writer.finish()
+
+
+def write_fetched_tree(target: Path, files: Mapping[str, str], fetch: Fetch, *,
+                       what: str) -> None:
+    """Write a whole tree (path -> git mode) into the empty directory `target`, every file
+    fetched and checked against its blob id."""
+    writer = TreeWriter(target)
+    _write_fetched(writer, files, fetch, what)
+    writer.finish()
+
+
+def _write_fetched(writer: TreeWriter, files: Mapping[str, str], fetch: Fetch,
+                   what: str) -> None:
+    for path, mode in sorted(files.items()):
         data, blob_id = fetch(path)
         algorithm = "sha256" if len(blob_id) == 64 else "sha1"
         if blob_sha(data, algorithm) != blob_id:
@@ -99,7 +120,6 @@ def build_updated_tree(cached: Path, target: Path, plan: UpdatePlan, fetch: Fetc
             writer.symlink(path, data.decode("utf-8", "surrogateescape"))
         else:
             writer.file(path, 0o755 if mode == _EXECUTABLE else 0o644, data)
-    writer.finish()
 
 
 def write_update(directory: str | os.PathLike[str], cached: Path, plan: UpdatePlan,

@@ -175,6 +175,8 @@ def ensure_cached(contract: Contract, log: Any = None) -> Path:
 
         require_extra(str(contract.repository["type"]))  # type: ignore[index]
         repository = _instantiate(contract)
+        if hasattr(repository, "download_cache"):  # it keeps objects between commits there
+            repository.download_cache = contract.cache_dir
         if log:
             log(
                 f"downloading {contract.repository['name']}@{(contract.commit or '')[:12]}"  # type: ignore[index]

@@ -1,21 +1,20 @@
 """`builder build`: plan, then find or build the base image, then (bake) the code image.
 
 Each image is looked up in the local engine, then in the registry (if one is configured),
-and built only when neither has it. Lookup and build of one image hold a file lock under
-`$BUILDER_HOME/locks`, so concurrent builds of the same project build each image once.
+and built only when neither has it (`builder.images.lookup`). A bake puts the code in
+layers on the base image in proportion to the change (`builder.images.bake`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from builder.decide.planning import (
     ProjectPlan,
@@ -27,28 +26,19 @@ from builder.decide.planning import (
 from builder.errors import BuildError, UsageError
 from builder.images import increment, names
 from builder.images.changes import base_changes, describe_change, load_record, save_record
-from builder.images.checksum import code_key
-from builder.images.context import ContextBuilder
-from builder.images.dockerfile import (
-    CODE_TEMPLATE,
-    label_instruction,
-    render_code,
-    template_source,
-    with_labels,
-)
+from builder.images.dockerfile import label_instruction
 from builder.images.engine import Engine, build_network
 from builder.images.inputs import BaseRecipe, gather_base, registered_repositories
 from builder.images.install_step import PATHS
+from builder.images.lookup import ImageBuilds, Source, image_lock
 from builder.images.parent import resolve_parent
 from builder.images.progress import Progress, default_progress
 from builder.images.wheelhouse import builder_identity, ensure_wheelhouse
 from builder.repositories.types import public_spec
 from builder.state.atomic import atomic_write_bytes
-from builder.state.locks import file_lock
 from builder.state.store import Store
 
-Source = Literal["local", "pulled", "built"]
-LABEL_PREFIX = "org.builder."
+LABEL_PREFIX = names.LABEL_PREFIX
 
 
 @dataclass
@@ -65,6 +55,13 @@ class BuildResult:
     installed: dict[str, Any] | None = None  # the project installed beside the code
     sources: dict[str, Source] = field(default_factory=dict)
     base_changes: list[dict[str, Any]] = field(default_factory=list)
+    pending_push: Callable[[], list[str]] | None = None  # `defer_push`: what `push` runs
+
+    def push(self) -> list[str]:
+        """Push what a `defer_push` build left to push; return what was pushed."""
+        if self.pending_push is not None:
+            self.pushed, self.pending_push = self.pending_push(), None
+        return self.pushed
 
     @property
     def mode(self) -> str:
@@ -89,8 +86,13 @@ class BuildResult:
 
 def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = False,
                   store: Store | None = None, engine: Engine | None = None,
+                  connect: Callable[[], Engine] | None = None,
                   progress: Progress | None = None,
-                  warn: Callable[[str], None] | None = None) -> BuildResult:
+                  warn: Callable[[str], None] | None = None,
+                  defer_push: bool = False) -> BuildResult:
+    """`connect` gives the engine when it is needed (e.g. `Engine.connect_soon()`: connected
+    while git answers); the caller then closes it. With `defer_push`, nothing is pushed
+    here: `result.push` does it (e.g. while the container runs)."""
     started = time.perf_counter()
     store = store or Store.default()
     progress = progress or default_progress()
@@ -102,8 +104,8 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
         raise UsageError(f"--push needs a registry: set `registry:` in {settings.file} "
                          f"or {names.REGISTRY_ENV}")
     increments = increment.allowed_increments()
-    own_engine = engine is None
-    engine = engine or Engine.connect()
+    own_engine = engine is None and connect is None
+    engine = engine or (connect or Engine.connect)()
     try:
         parent = resolve_parent(engine, settings.parent_image, store.home,
                                 settings_file=settings.file, log=progress.note)
@@ -124,7 +126,7 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
                     and all(change["input"] == "requirements" for change in changes):
                 before = Previous(names.base_ref(settings.name, registry, previous["checksum"]),
                                   previous["checksum"], increments)
-        builds = _Builds(engine, store.home, registry, progress)
+        builds = ImageBuilds(engine, store.home, registry, progress)
         labels = _labels(project, recipe.checksum)
         builds.ensure(base, "base image", lambda: _build_base(engine, recipe, base, store.home,
                                                               labels, progress, before))
@@ -133,43 +135,24 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
         result = BuildResult(project, recipe.checksum, base, base, installed=installed,
                              base_changes=changes)
         if project.plan.mode == "bake":
-            from builder.code.files import file_set
+            from builder.images.bake import bake, plan_bake
 
-            files = file_set(settings.project_dir)
-            key = code_key(recipe.checksum, files.digest, settings.code_dir,
-                           template_source(CODE_TEMPLATE))
-            code = names.code_ref(settings.name, registry, key)
-            code_labels = {**labels, LABEL_PREFIX + "role": "code",
-                           LABEL_PREFIX + "content-hash": files.digest}
-
-            def build_code() -> None:
-                context = ContextBuilder()
-                dockerfile = with_labels(render_code(base, settings.code_dir), code_labels)
-                context.add_bytes("Dockerfile", dockerfile.encode())
-                target = context.add_rooted("code", settings.code_dir)
-                for entry in files.entries:
-                    name = f"{target}/{entry.path}"
-                    if entry.kind == "symlink":
-                        context.add_symlink(name, entry.target)
-                    else:
-                        context.add_file(name, files.root / entry.path,
-                                         executable=entry.kind == "exec", digest=entry.digest)
-                if recipe.project_dir and installed is not None \
-                        and any(entry.path == "pyproject.toml" for entry in files.entries):
-                    _add_project_install(context, installed, settings.code_dir,
-                                         recipe.project_dir)
-                _build(engine, context, code, progress,
-                       f"baking {len(files.entries)} files into {code}", nocache=no_reuse)
-
-            builds.ensure(code, "code image", build_code, force=no_reuse)
-            result.image = code
-            result.content_hash = files.digest
+            plan = plan_bake(settings.project_dir, _checkout(project))
+            install = (installed, recipe.project_dir) \
+                if recipe.project_dir and installed is not None else None
+            result.image = bake(builds, plan, name=settings.name, registry=registry,
+                                checksum=recipe.checksum, base=base,
+                                code_dir=settings.code_dir, labels=labels, force=no_reuse,
+                                install=install)
+            result.content_hash = plan.content_hash
         elif project.plan.code_repository:
             record = store.get_repository(project.plan.code_repository)
             result.repository_spec = public_spec(record) if record else None
         result.built = builds.built
         result.sources = builds.sources
-        if push:
+        if push and defer_push:
+            result.pending_push = builds.push_all
+        elif push:
             result.pushed = builds.push_all()
     finally:
         if own_engine:
@@ -178,14 +161,14 @@ def build_project(path: str | Path, *, push: bool = False, no_reuse: bool = Fals
     return result
 
 
-def _add_project_install(context: ContextBuilder, info: dict[str, Any], code_dir: str,
-                         project_dir: str) -> None:
-    """The project's install in the code layer, as the entrypoint writes it in reuse mode."""
-    from builder.project.install import render
+def _checkout(project: ProjectPlan) -> tuple[Path, str, list[str]] | None:
+    """The checkout's top level, commit, and what git reports changed (asked for the facts)."""
+    from builder.repositories.git_context import Checkout
 
-    target = context.add_rooted("code", project_dir)
-    for relative, data, mode in render(info, code_dir, project_dir):
-        context.add_bytes(f"{target}/{relative}", data, mode)
+    checkout = Checkout.discover(project.settings.project_dir)
+    if checkout is None or checkout.head is None or not project.facts.has_commits:
+        return None
+    return checkout.root, checkout.head, checkout.shipped_changes
 
 
 def _labels(project: ProjectPlan, checksum: str) -> dict[str, str]:
@@ -365,83 +348,3 @@ def cache_owner() -> str | None:
     """Who the mounted cache is given back to after the install step (None: root)."""
     uid, gid = os.getuid(), os.getgid()
     return None if uid == 0 else f"{uid}:{gid}"
-
-
-def _build(engine: Engine, context: ContextBuilder, ref: str, progress: Progress, title: str,
-           *, nocache: bool = False) -> None:
-    started = time.perf_counter()
-    progress.start(title)
-    try:
-        with context.to_file() as tar:
-            engine.build(tar, tag=ref, progress=progress, nocache=nocache,
-                         network_mode=build_network())
-    except BaseException:
-        progress.fail(f"building {ref} failed")
-        raise
-    progress.finish(f"built {ref} in {time.perf_counter() - started:.1f} s")
-
-
-class _Builds:
-    """Lookup-or-build for each image, under a per-image lock; remembers what it did."""
-
-    def __init__(self, engine: Engine, home: Path, registry: str | None,
-                 progress: Progress) -> None:
-        self.engine = engine
-        self.home = home
-        self.registry = registry
-        self.progress = progress
-        self.sources: dict[str, Source] = {}
-        self.built: list[str] = []
-
-    def ensure(self, ref: str, what: str, build: Callable[[], None], *,
-               force: bool = False) -> Source:
-        with image_lock(self.home, ref, lambda: self.progress.note(
-                f"waiting for another builder that holds {ref}")):
-            source = self._find(ref, what) if not force else None
-            if source is None:
-                build()
-                source = "built"
-                self.built.append(ref)
-        self.sources[ref] = source
-        return source
-
-    def _find(self, ref: str, what: str) -> Source | None:
-        if self.engine.image_id(ref):
-            self.progress.note(f"{what} {ref}: present in the local engine")
-            return "local"
-        if self.registry:
-            reason = self.engine.pull(ref)
-            if reason is None and self.engine.image_id(ref):
-                self.progress.note(f"{what} {ref}: pulled from {self.registry}")
-                return "pulled"
-            if reason and not _looks_absent(reason):
-                self.progress.note(f"{what} {ref}: cannot pull from {self.registry} ({reason}); "
-                                   "building it")
-        return None
-
-    def push_all(self) -> list[str]:
-        pushed = []
-        for ref, source in self.sources.items():
-            if source == "pulled":
-                continue
-            remote = self.engine.registry_digest(ref)
-            if remote and remote in self.engine.local_digests(ref):
-                self.progress.note(f"{ref}: already in the registry")
-                continue
-            self.progress.note(f"pushing {ref}")
-            self.engine.push(ref)
-            pushed.append(ref)
-        return pushed
-
-
-def _looks_absent(reason: str) -> bool:
-    lowered = reason.lower()
-    return any(text in lowered for text in ("not found", "manifest unknown", "does not exist"))
-
-
-@contextlib.contextmanager
-def image_lock(home: Path, ref: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
-    """An exclusive lock per image reference, shared by every builder using this home."""
-    path = home / "locks" / (hashlib.sha256(ref.encode()).hexdigest()[:32] + ".lock")
-    with file_lock(path, on_wait=on_wait):
-        yield

@@ -53,9 +53,10 @@ def checksum(inputs: BaseInputs) -> str:
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
-def code_key(base_checksum: str, content_hash: str, code_dir: str, template_source: str) -> str:
-    """The baked image's key: the shipped tree, where it goes, and the base it sits on."""
+def code_key(base_checksum: str, content_hash: str, code_dir: str, layout: str) -> str:
+    """A baked image's key: the shipped tree, where it goes, the base it sits on, and the
+    layout of its layers."""
     text = json.dumps({"version": CHECKSUM_VERSION, "base": base_checksum,
                        "content": content_hash, "code_dir": code_dir,
-                       "template": template_source}, sort_keys=True)
+                       "layout": layout}, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

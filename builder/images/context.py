@@ -12,30 +12,42 @@ import hashlib
 import io
 import os
 import stat
-import tarfile
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, Protocol
 
 from builder.errors import BuilderError
+
+if TYPE_CHECKING:  # tarfile and tempfile load when a tar is written, not on every run's path
+    import tarfile
 
 # 1980-01-01T00:00:00Z: the earliest time a zip file can hold; any constant would do.
 FIXED_MTIME = 315532800
 # Directories that must keep their usual mode when a context lays files out from `/`.
 STICKY_DIRECTORIES = ("tmp", "var/tmp", "dev/shm")
 SPOOL_BYTES = 64 << 20
+WHITEOUT_PREFIX = ".wh."
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1) -> bytes: ...
+
+
+#: Opens a member's content: (its size, a stream of exactly that many bytes).
+Opener = Callable[[], tuple[int, Readable]]
 
 
 @dataclass(frozen=True)
 class _Member:
     name: str
-    kind: str  # "dir", "bytes", "file", "symlink"
+    kind: str  # "dir", "bytes", "file", "stream", "symlink"
     mode: int
     data: bytes = b""
     source: str = ""
-    digest: str = ""  # expected sha256 of source, checked while it is copied
+    oid: str = ""  # expected git blob id of source, checked while it is copied
     target: str = ""
+    opener: Opener | None = None
 
 
 class ContextBuilder:
@@ -48,10 +60,22 @@ class ContextBuilder:
         self._add(_Member(_clean(name), "bytes", _file_mode(mode), data=data))
 
     def add_file(self, name: str, source: str | os.PathLike[str], *, executable: bool = False,
-                 digest: str = "") -> None:
-        """Add a file's content; if digest is given, the content must still have it."""
+                 oid: str = "") -> None:
+        """Add a file's content; if `oid` (its git blob id) is given, the content must still
+        have it when it is copied."""
         mode = 0o755 if executable else 0o644
-        self._add(_Member(_clean(name), "file", mode, source=os.fspath(source), digest=digest))
+        self._add(_Member(_clean(name), "file", mode, source=os.fspath(source), oid=oid))
+
+    def add_stream(self, name: str, opener: Opener, *, executable: bool = False) -> None:
+        """Add content that `opener` gives when the tar is written (e.g. a git blob)."""
+        self._add(_Member(_clean(name), "stream", 0o755 if executable else 0o644,
+                          opener=opener))
+
+    def add_whiteout(self, name: str) -> None:
+        """Hide `name` of the layers below (OCI image spec: a `.wh.<name>` entry)."""
+        parent, _, base = _clean(name).rpartition("/")
+        self.add_bytes(f"{parent}/{WHITEOUT_PREFIX}{base}" if parent else WHITEOUT_PREFIX + base,
+                       b"")
 
     def add_directory(self, name: str, mode: int = 0o755) -> None:
         self._add(_Member(_clean(name), "dir", mode & 0o7777))
@@ -62,16 +86,19 @@ class ContextBuilder:
     def add_rooted(self, prefix: str, absolute: str) -> str:
         """Declare `prefix` + the ancestors of an absolute path; return the entry prefix.
 
-        Files added under the result are copied by `COPY ["<prefix>/", "/"]` to `absolute`.
-        Every ancestor is then in the layer with fixed metadata (0755, or 1777 for /tmp).
+        Files added under the result are copied by `COPY ["<prefix>/", "/"]` to `absolute`
+        (with an empty prefix, the tar is a layer whose root is `/`). Every ancestor is then
+        in the layer with fixed metadata (0755, or 1777 for /tmp).
         """
         parts = [p for p in absolute.split("/") if p]
+        base = [prefix] if prefix else []
         for index in range(1, len(parts) + 1):
             path = "/".join(parts[:index])
-            if f"{prefix}/{path}" not in self._members:
+            name = "/".join([*base, path])
+            if name not in self._members:
                 mode = 0o1777 if path in STICKY_DIRECTORIES else 0o755
-                self.add_directory(f"{prefix}/{path}", mode)
-        return "/".join([prefix, *parts])
+                self.add_directory(name, mode)
+        return "/".join([*base, *parts])
 
     def add_tree(self, prefix: str, directory: Path) -> None:
         """Add every regular file under directory (no symlinks, no __pycache__)."""
@@ -106,6 +133,8 @@ class ContextBuilder:
                 if members[parent].kind != "dir":
                     raise ValueError(f"build context entry {parent!r} is a file and a directory")
                 parent = parent.rpartition("/")[0]
+        import tarfile
+
         with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT,
                           encoding="utf-8", errors="surrogateescape") as tar:
             for name in sorted(members, key=_sort_key):
@@ -118,14 +147,22 @@ class ContextBuilder:
 
     def to_file(self) -> IO[bytes]:
         """The tar in a spooled temporary file, rewound; the caller closes it."""
+        return self.to_layer()[0]
+
+    def to_layer(self) -> tuple[IO[bytes], str]:
+        """The tar in a spooled temporary file, rewound, and its sha256 (`sha256:<hex>`, an
+        image layer's diff id); the caller closes the file."""
+        import tempfile
+
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
         try:
-            self.write(spool)  # type: ignore[arg-type]
+            writer = _HashingWriter(spool)  # type: ignore[arg-type]
+            self.write(writer)  # type: ignore[arg-type]
             spool.seek(0)
         except BaseException:
             spool.close()
             raise
-        return spool  # type: ignore[return-value]
+        return spool, "sha256:" + writer.digest.hexdigest()  # type: ignore[return-value]
 
 
 def context_digest(data: bytes) -> str:
@@ -148,6 +185,8 @@ def _file_mode(mode: int) -> int:
 
 
 def _info(member: _Member, kind: bytes, size: int = 0) -> tarfile.TarInfo:
+    import tarfile
+
     info = tarfile.TarInfo(member.name)
     info.type = kind
     info.mode = member.mode
@@ -159,6 +198,8 @@ def _info(member: _Member, kind: bytes, size: int = 0) -> tarfile.TarInfo:
 
 
 def _write_member(tar: tarfile.TarFile, member: _Member) -> None:
+    import tarfile
+
     if member.kind == "dir":
         tar.addfile(_info(member, tarfile.DIRTYPE))
     elif member.kind == "symlink":
@@ -167,34 +208,53 @@ def _write_member(tar: tarfile.TarFile, member: _Member) -> None:
         tar.addfile(info)
     elif member.kind == "bytes":
         tar.addfile(_info(member, tarfile.REGTYPE, len(member.data)), io.BytesIO(member.data))
+    elif member.kind == "stream":
+        assert member.opener is not None
+        size, stream = member.opener()
+        tar.addfile(_info(member, tarfile.REGTYPE, size), stream)
     else:
         _write_file(tar, member)
 
 
 def _write_file(tar: tarfile.TarFile, member: _Member) -> None:
+    import tarfile
+
     try:
         handle = open(member.source, "rb")  # noqa: SIM115
     except FileNotFoundError:
         raise BuilderError(f"{member.source}: disappeared before it was sent; try again") from None
     with handle:
         size = os.fstat(handle.fileno()).st_size
-        reader = _HashingReader(handle) if member.digest else handle
+        reader = _HashingReader(handle, size, len(member.oid)) if member.oid else handle
         try:
             tar.addfile(_info(member, tarfile.REGTYPE, size), reader)
         except tarfile.ReadError:
             raise BuilderError(f"{member.source}: changed while it was sent; try again") from None
         if handle.read(1):
             raise BuilderError(f"{member.source}: changed while it was being sent; try again")
-    if isinstance(reader, _HashingReader) and reader.hexdigest() != member.digest:
+    if isinstance(reader, _HashingReader) and reader.hexdigest() != member.oid:
         raise BuilderError(f"{member.source}: changed while it was being sent; try again")
 
 
-class _HashingReader:
-    """A file wrapper that hashes what tarfile reads through it."""
+class _HashingWriter:
+    """A file wrapper that hashes what is written through it."""
 
     def __init__(self, handle: IO[bytes]) -> None:
         self._handle = handle
-        self._digest = hashlib.sha256()
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self._handle.write(data)
+
+
+class _HashingReader:
+    """A file wrapper that computes the git blob id of what tarfile reads through it."""
+
+    def __init__(self, handle: IO[bytes], size: int, oid_length: int) -> None:
+        self._handle = handle
+        algorithm = "sha256" if oid_length == 64 else "sha1"
+        self._digest = hashlib.new(algorithm, b"blob %d\0" % size)
 
     def read(self, size: int = -1) -> bytes:
         data = self._handle.read(size)

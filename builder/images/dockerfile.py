@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     import jinja2
 
 BASE_TEMPLATE = "base.Dockerfile.j2"
-CODE_TEMPLATE = "code.Dockerfile.j2"
 BUILDER_HOME = "/opt/builder"
 
 
@@ -34,15 +33,37 @@ def templates_dir() -> Path:
                        "reinstall builder")
 
 
-def render_base(parent_id: str, apt_packages: Sequence[str]) -> str:
-    """The Dockerfile part of the base image: the parent and its system packages."""
+def render_base(parent_id: str, apt_packages: Sequence[str], *,
+                remember: bool = False) -> str:
+    """The Dockerfile part of the base image: the parent and its system packages. With
+    `remember`, a rendering of the same template text and inputs is kept under
+    `$BUILDER_HOME/cache/templates` and read back next time, which spares loading Jinja2 on
+    the path of every run."""
+    packages = sorted(set(apt_packages))
+    if not remember:
+        return _render_base(parent_id, packages)
+    import contextlib
+    import hashlib
+
+    from builder.state.atomic import atomic_write_text
+    from builder.state.settings_cache import cache_dir, prune
+
+    source = (templates_dir() / BASE_TEMPLATE).read_bytes()
+    inputs = json.dumps([parent_id, packages]).encode()
+    key = hashlib.sha256(source + b"\0" + inputs).hexdigest()[:32]
+    entry = cache_dir().parent / "templates" / f"{key}.txt"
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        return entry.read_text(encoding="utf-8")
+    text = _render_base(parent_id, packages)
+    with contextlib.suppress(OSError):
+        atomic_write_text(entry, text)
+        prune(entry.parent, ".txt")
+    return text
+
+
+def _render_base(parent_id: str, apt_packages: list[str]) -> str:
     return _environment().get_template(BASE_TEMPLATE).render(
-        parent_id=parent_id, apt_packages=sorted(set(apt_packages)))
-
-
-def render_code(base_image: str, code_dir: str) -> str:
-    return _environment().get_template(CODE_TEMPLATE).render(base_image=base_image,
-                                                             code_dir=code_dir)
+        parent_id=parent_id, apt_packages=apt_packages)
 
 
 def with_labels(dockerfile: str, labels: dict[str, str]) -> str:
@@ -66,10 +87,6 @@ def template_sources() -> str:
         if path.is_file():
             digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
-
-
-def template_source(name: str) -> str:
-    return (templates_dir() / name).read_text(encoding="utf-8")
 
 
 @cache

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from builder.errors import BuildError, EngineError
+from builder.images.engine_socket import DEFAULT, EngineAnswer, EngineSocket, path_part
 from builder.images.progress import Progress
 from builder.state.secrets import redact
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     import docker
 
 DEFAULT_TIMEOUT = 1800.0
+MINIMUM_API_VERSION = "1.24"  # docker-py's minimum; only used until the engine says its own
 TAIL_LINES = 10
 NETWORK_ENV = "BUILDER_BUILD_NETWORK"
 _NOISE = (" ---> ", "Removing intermediate")
@@ -42,31 +45,80 @@ def build_network() -> str | None:
 
 
 class Engine:
-    def __init__(self, client: docker.DockerClient) -> None:
-        self.client = client
-        self.api = client.api
+    """The engine: its unix socket for the few requests of every run (`EngineSocket`), and
+    docker-py, loaded at its first use, for everything else (or for all, elsewhere than a
+    unix socket)."""
+
+    def __init__(self, client: docker.DockerClient | None = None,
+                 socket: EngineSocket | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._client = client
+        self.socket = socket
+        self.timeout = timeout
+        # What `inspect` said of each image, until builder changes it (pull, push, load,
+        # build, remove): one command asks once.
+        self._images: dict[str, dict[str, Any]] = {}
         self._removals: list[threading.Thread] = []
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            import docker
+
+            assert self.socket is not None
+            self._client = docker.DockerClient(base_url=f"unix://{self.socket.path}",
+                                               version=_supported(self.socket.version),
+                                               timeout=int(self.timeout))
+        return self._client
+
+    @property
+    def api(self) -> docker.APIClient:
+        return self.client.api
 
     @classmethod
     def connect(cls, timeout: float | None = None) -> Engine:
-        import docker
-        import requests
-
         if timeout is None:
             try:
                 timeout = float(os.environ.get("BUILDER_ENGINE_TIMEOUT", DEFAULT_TIMEOUT))
             except ValueError:
                 timeout = DEFAULT_TIMEOUT
-        try:
-            client = docker.from_env(timeout=int(timeout))
-            client.ping()
-        except (docker.errors.DockerException, requests.exceptions.RequestException,
-                OSError) as exc:
-            raise EngineError(
-                f"cannot reach the Docker engine at {engine_address()}; is it running? "
-                f"(make engine) [{_short(exc)}]"
-            ) from None
-        return cls(client)
+        address = engine_address()
+        if address.startswith("unix://") and not os.environ.get("DOCKER_TLS_VERIFY"):
+            socket = EngineSocket(address.removeprefix("unix://"), timeout)
+            try:
+                socket.ping()
+            except (EngineError, EngineAnswer) as exc:
+                raise EngineError(
+                    f"cannot reach the Docker engine at {address}; is it running? "
+                    f"(make engine) [{_short(exc)}]"
+                ) from None
+            return cls(socket=socket, timeout=timeout)
+        return cls(_docker_client(timeout), timeout=timeout)
+
+    @classmethod
+    def connect_soon(cls) -> Callable[[], Engine]:
+        """Connect in the background; call the result for the engine, or the error, when it
+        is needed."""
+        import threading
+
+        box: list[Engine | BaseException] = []
+
+        def work() -> None:
+            try:
+                box.append(cls.connect())
+            except BaseException as exc:  # handed to the caller
+                box.append(exc)
+
+        thread = threading.Thread(target=work, name="builder-engine", daemon=True)
+        thread.start()
+
+        def result() -> Engine:
+            thread.join()
+            value = box[0]
+            if isinstance(value, BaseException):
+                raise value
+            return value
+
+        return result
 
     def is_local(self) -> bool:
         """Whether the engine runs on this machine (a unix socket): then a bind mount of a
@@ -77,11 +129,28 @@ class Engine:
         for removal in self._removals:  # containers removed in the background
             removal.join()
         self._removals.clear()
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     # ---- images --------------------------------------------------------------------------
 
     def inspect(self, ref: str) -> dict[str, Any] | None:
+        """What the engine says of an image (`docker inspect`), or None if it has none."""
+        if ref not in self._images:
+            data = self._inspect(ref)
+            if data is None:
+                return None
+            self._images[ref] = data
+        return dict(self._images[ref])
+
+    def _inspect(self, ref: str) -> dict[str, Any] | None:
+        if self.socket is not None:
+            try:
+                return dict(self.socket.call("GET", f"/images/{path_part(ref)}/json"))
+            except EngineAnswer as exc:
+                if exc.status == 404:
+                    return None
+                raise EngineError(f"inspect image {ref}: {redact(str(exc))}") from None
         import docker
 
         with self._errors(f"inspect image {ref}"):
@@ -97,6 +166,8 @@ class Engine:
     def pull(self, ref: str, progress: Progress | None = None) -> str | None:
         """Pull ref; None on success, else why not (not found, registry unreachable...)."""
         import docker
+
+        self._images.pop(ref, None)
 
         from builder.images.names import split_ref
 
@@ -119,6 +190,8 @@ class Engine:
     def push(self, ref: str, progress: Progress | None = None) -> str:
         """Push ref; return the registry's manifest digest."""
         import docker
+
+        self._images.pop(ref, None)  # its RepoDigests change
 
         from builder.images.names import split_ref
 
@@ -156,8 +229,24 @@ class Engine:
     def remove(self, ref: str) -> None:
         import docker
 
+        self._images.pop(ref, None)
+
         with contextlib.suppress(docker.errors.NotFound):
             self.api.remove_image(ref, force=True, noprune=False)
+
+    def load(self, archive: IO[bytes], ref: str) -> None:
+        """`docker load` of an archive in `docker save`'s format that tags `ref`."""
+        import docker
+
+        self._images.pop(ref, None)
+
+        try:
+            with self._errors(f"load {ref}"):
+                for chunk in self.api.load_image(archive):
+                    if "error" in chunk:
+                        raise BuildError(redact(f"loading {ref} failed: {chunk['error']}"))
+        except docker.errors.APIError as exc:
+            raise BuildError(f"loading {ref} failed: {_api_message(exc)}") from None
 
     # ---- build ---------------------------------------------------------------------------
 
@@ -166,6 +255,9 @@ class Engine:
               network_mode: str | None = None) -> str:
         """Build from a tar context; return the image id. A failing step is a BuildError."""
         import docker
+
+        if tag:
+            self._images.pop(tag, None)
 
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         step = ""
@@ -216,6 +308,111 @@ class Engine:
         if not image_id:
             raise BuildError(f"building {what} finished without an image")
         return image_id
+
+    # ---- containers (the requests of `builder run`) ---------------------------------------
+
+    def create_container(self, image: str, command: Sequence[str], environment: Mapping[str, str],
+                         binds: Mapping[str, Mapping[str, str]], *, network: str | None,
+                         tmpfs: Mapping[str, str], labels: Mapping[str, str]) -> str:
+        """Create (not start) a container; `binds` maps a host path or volume to
+        {"bind": path, "mode": "ro"|"rw"}. Returns its id."""
+        config: dict[str, Any] = {
+            "Image": image,
+            "Cmd": list(command),
+            "Env": [f"{key}={value}" for key, value in environment.items()],
+            "Labels": dict(labels),
+            "Volumes": {bind["bind"]: {} for bind in binds.values()},
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "HostConfig": {
+                "Binds": [f"{source}:{bind['bind']}:{bind.get('mode', 'rw')}"
+                          for source, bind in binds.items()],
+                "Tmpfs": dict(tmpfs),
+                **({"NetworkMode": network} if network else {}),
+            },
+        }
+        answer = self._container_call("POST", "/containers/create", body=config,
+                                      missing=f"image {image} is not in the local engine",
+                                      what="cannot create the container")
+        return str(answer["Id"])
+
+    def attach(self, container: str) -> Iterator[tuple[bytes | None, bytes | None]]:
+        """The container's (stdout, stderr) chunks, from its start to its end (no TTY)."""
+        if self.socket is not None:
+            try:
+                return self.socket.attach(f"/containers/{container}/attach")
+            except EngineAnswer as exc:
+                raise EngineError(f"cannot attach to container {container[:12]}: "
+                                  f"{redact(str(exc))}") from None
+        api = self.api
+        # docker-py's own `attach` inspects the container first to learn whether it has a
+        # TTY; ours never has one, so this asks for the stream at once with its helpers.
+        response = api._post(api._url("/containers/{0}/attach", container),
+                             headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+                             params={"logs": 1, "stdout": 1, "stderr": 1, "stream": 1},
+                             stream=True)
+        return api._read_from_socket(response, True, tty=False, demux=True)  # type: ignore[no-any-return]
+
+    def start(self, container: str) -> None:
+        self._container_call("POST", f"/containers/{container}/start",
+                             what=f"cannot start container {container[:12]}")
+
+    def wait(self, container: str) -> int:
+        """Wait for the container to stop; its exit code."""
+        answer = self._container_call("POST", f"/containers/{container}/wait",
+                                      what=f"cannot wait for container {container[:12]}",
+                                      timeout=None)
+        return int((answer or {}).get("StatusCode", 1))
+
+    def stop(self, container: str, timeout: int) -> None:
+        self._container_call("POST", f"/containers/{container}/stop", {"t": timeout},
+                             what=f"cannot stop container {container[:12]}",
+                             timeout=timeout + self.timeout)
+
+    def kill(self, container: str) -> None:
+        self._container_call("POST", f"/containers/{container}/kill",
+                             what=f"cannot kill container {container[:12]}")
+
+    def containers_labelled(self, label: str) -> list[tuple[str, dict[str, str]]]:
+        """(id, labels) of every container, running or not, that has `label`."""
+        query = {"all": "1", "filters": json.dumps({"label": [label]})}
+        answer = self._container_call("GET", "/containers/json", query,
+                                      what="cannot list containers")
+        return [(str(item["Id"]), dict(item.get("Labels") or {})) for item in answer or []]
+
+    def remove_container(self, container: str) -> None:
+        self._container_call("DELETE", f"/containers/{container}", {"force": "true"},
+                             what=f"could not remove container {container[:12]}")
+
+    def _container_call(self, method: str, path: str, query: Mapping[str, Any] | None = None,
+                        *, body: Any = None, what: str, missing: str | None = None,
+                        timeout: float | None = DEFAULT) -> Any:
+        """One request; an error answer is an `EngineError` saying `what` (or `missing` for
+        a 404). `timeout` None: as long as it takes (a container's run)."""
+        wait = self.timeout if timeout == DEFAULT else timeout
+        if self.socket is not None:
+            try:
+                return self.socket.call(method, path, query, body, timeout=wait)
+            except EngineAnswer as exc:
+                text = missing if exc.status == 404 and missing else f"{what}: {exc}"
+                raise EngineError(redact(text)) from None
+        import docker
+
+        api = self.api
+        url = api._url(path)
+        try:
+            with self._errors(what):
+                kwargs: dict[str, Any] = {"params": dict(query or {}), "timeout": wait}
+                if body is not None:
+                    kwargs["data"] = json.dumps(body)
+                    kwargs["headers"] = {"Content-Type": "application/json"}
+                response = {"GET": api._get, "POST": api._post,
+                            "DELETE": api._delete}[method](url, **kwargs)
+                return api._result(response, json=bool(response.content))
+        except docker.errors.NotFound as exc:
+            raise EngineError(redact(missing or f"{what}: {_api_message(exc)}")) from None
+        except docker.errors.APIError as exc:
+            raise EngineError(redact(f"{what}: {_api_message(exc)}")) from None
 
     def run_commit(self, image: str, script: str, *, files: IO[bytes] | None,
                    mounts: Mapping[str, str],
@@ -317,6 +514,7 @@ class Engine:
         from builder.images.names import split_ref
 
         repository, tag = split_ref(ref)
+        self._images.pop(ref, None)
         try:
             with self._errors(f"tag {ref}"):
                 self.api.tag(image_id, repository, tag=tag, force=True)
@@ -372,6 +570,39 @@ class _EngineErrors:
                 f"lost the Docker engine at {engine_address()} during {self.what}: {_short(exc)}; "
                 "is it running? (make engine)"
             ) from None
+
+
+def _docker_client(timeout: float) -> docker.DockerClient:
+    """docker-py for an engine elsewhere than a local unix socket (tcp, ssh, TLS)."""
+    import docker
+    import requests
+
+    try:
+        # One request: the ping's `Api-Version` header is the version to speak (as the
+        # docker CLI negotiates); docker-py's "auto" would ask `/version` first.
+        client = docker.from_env(version=MINIMUM_API_VERSION, timeout=int(timeout))
+        answer = client.api._get(client.api.base_url + "/_ping")  # unversioned path
+        client.api._raise_for_status(answer)
+        version = answer.headers.get("Api-Version") or client.api.version()["ApiVersion"]
+        client.api._version = _supported(version)
+    except (docker.errors.DockerException, requests.exceptions.RequestException,
+            OSError, KeyError) as exc:
+        raise EngineError(
+            f"cannot reach the Docker engine at {engine_address()}; is it running? "
+            f"(make engine) [{_short(exc)}]"
+        ) from None
+    return client
+
+
+def _supported(version: str) -> str:
+    """The engine's API version, capped at the newest docker-py speaks."""
+    from docker.constants import DEFAULT_DOCKER_API_VERSION, MINIMUM_DOCKER_API_VERSION
+    from docker.utils import version_lt
+
+    if not version or version_lt(version, MINIMUM_DOCKER_API_VERSION):
+        return MINIMUM_DOCKER_API_VERSION
+    return version if version_lt(version, DEFAULT_DOCKER_API_VERSION) else \
+        DEFAULT_DOCKER_API_VERSION
 
 
 def _build_error(tag: str, step: str, error: str, tail: Iterable[str]) -> BuildError:

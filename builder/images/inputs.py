@@ -164,7 +164,7 @@ def gather_base(settings: Settings, parent: Parent,
     installer = get_installer(settings.installer)
     apt_packages = tuple(sorted(set(settings.apt_packages) | set(needs.apt)))
     project_dir = install.project_dir_for(settings.code_dir) if settings.install_project else ""
-    prefix = render_base(parent.id, apt_packages)
+    prefix = render_base(parent.id, apt_packages, remember=True)
     steps = render_install(
         installer,
         has_requirements=bool(requirements),

@@ -1,4 +1,5 @@
-"""Image references: `[<registry>/]<name>:base-<checksum[:16]>` and `...:code-<key[:16]>`."""
+"""Image references: `[<registry>/]<name>:base-<checksum[:16]>`, `...:tree-<key[:16]>` and
+`...:code-<key[:16]>`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from builder.errors import UsageError
 from builder.state.settings import Settings
 
 TAG_DIGITS = 16
+LABEL_PREFIX = "org.builder."  # of the labels on builder's images
 REGISTRY_ENV = "BUILDER_REGISTRY"
 _REGISTRY_RE = re.compile(r"^[A-Za-z0-9.\-]+(?::[0-9]+)?(?:/[a-z0-9._\-/]+)?$")
 
@@ -37,6 +39,11 @@ def base_ref(name: str, registry: str | None, checksum: str) -> str:
 
 def code_ref(name: str, registry: str | None, key: str) -> str:
     return f"{repository(name, registry)}:code-{key[:TAG_DIGITS]}"
+
+
+def tree_ref(name: str, registry: str | None, key: str) -> str:
+    """A commit's tree on a base image: the layer that uncommitted iterations share."""
+    return f"{repository(name, registry)}:tree-{key[:TAG_DIGITS]}"
 
 
 def split_ref(ref: str) -> tuple[str, str]:

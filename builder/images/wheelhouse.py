@@ -17,13 +17,9 @@ the image is exactly the CLI's version and the image build needs no index for it
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import re
-import subprocess
 import sys
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -145,6 +141,10 @@ def _metadata() -> tuple[str, str]:
 
 def build_wheel(directory: Path) -> Path:
     """Pack builder's wheel into directory; the same files give the same bytes."""
+    import base64
+    import io
+    import zipfile
+
     meta, entry_points = _metadata()
     version = builder.__version__
     dist_info = f"{WHEEL_NAME}-{version}.dist-info"
@@ -235,6 +235,8 @@ def prune(root: Path, *, keep: Path, newest: int = KEEP_WHEELHOUSES,
 
 def _download(directory: Path, wheel: Path, target: Target, extras: Sequence[str],
               extra_requirements: Sequence[str], log: Callable[[str], None] | None) -> None:
+    import subprocess
+
     command = [
         sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
         "--no-input", "--only-binary=:all:", "--dest", str(directory), *target.pip_options(),

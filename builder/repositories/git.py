@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 from builder.repositories.hosted import GitRemoteRepository
@@ -17,6 +18,9 @@ class GitCodeRepository(GitRemoteRepository):
         super().__init__(id, name, config)
         self.url: str = self.config["url"]
         self.username: str | None = self.config.get("username")
+        # Where downloads keep this repository's objects between commits (the entrypoint
+        # sets its cache directory); None: every download fetches what it needs afresh.
+        self.download_cache: Path | None = None
 
     def matches_url(self, url: str) -> bool:
         mine = parse_remote_url(self.url)
@@ -32,3 +36,11 @@ class GitCodeRepository(GitRemoteRepository):
         from builder.repositories.git_fetch import download_files
 
         download_files(self, commit, directory, repo_sub_directory)
+
+    def update_files(self, base_commit: str, base_directory: str, commit: str, directory: str,
+                     repo_sub_directory: str | None) -> int | None:
+        """Bring a cached tree of `base_commit` to `commit`; see `git_store`."""
+        from builder.repositories.git_fetch import update_files
+
+        return update_files(self, base_commit, base_directory, commit, directory,
+                            repo_sub_directory)

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from builder.code import deadline
 from builder.code.download import (
+    GITLINK,
     Listing,
     fetch_atomically,
     normalize_subdirectory,
@@ -48,7 +49,15 @@ from builder.code.download import (
 from builder.code.gitcmd import start_git
 from builder.code.gitsecrets import GitConfigFile
 from builder.code.retry import Retryable, RetryPolicy
-from builder.errors import AuthenticationError, DownloadError, NotFoundError, UsageError
+from builder.errors import (
+    AuthenticationError,
+    BuilderError,
+    DownloadError,
+    NotFoundError,
+    RateLimitError,
+    UsageError,
+)
+from builder.repositories.git_store import ObjectStore, store_path
 from builder.state.atomic import held_directory, remove_tree
 from builder.state.secrets import redact, remember
 
@@ -130,16 +139,62 @@ def login(repo: GitRemote, policy: RetryPolicy | None = None) -> None:
 
 def download_files(repo: GitRemote, commit: str, directory: str | os.PathLike[str],
                    repo_sub_directory: str | None, policy: RetryPolicy | None = None) -> None:
-    """Fetch `commit` (only `repo_sub_directory`) into `directory`, atomically."""
-    sha = validate_commit(commit)
-    if len(sha) not in (40, 64):
-        raise UsageError(f"commit {commit!r}: git fetches commits by their full hash "
-                         "(40 or 64 hex digits)")
+    """Fetch `commit` (only `repo_sub_directory`) into `directory`, atomically.
+
+    With an object store (`repo.download_cache` set: the entrypoint's cache), the objects go
+    there and the tree is written from it; on any doubt (a submodule, a server that refuses
+    commits by hash, a failure that is not the server's clear answer) the download runs in a
+    temporary repository instead, as without a store.
+    """
+    sha = _full_hash(commit)
     subdir = normalize_subdirectory(repo_sub_directory)
     verify = wants_verify(repo, directory)
     policy = policy or RetryPolicy.from_environment()
+    store = _store(repo)
+    if store is not None:
+        try:
+            fetch_atomically(directory, lambda target: _download_into_store(
+                repo, store, sha, target, subdir, verify, policy))
+            return
+        except (AuthenticationError, NotFoundError, RateLimitError, UsageError):
+            raise
+        except BuilderError:
+            pass  # below: the same download without the store
     fetch_atomically(directory, lambda target: _download(repo, sha, target, subdir, verify,
                                                          policy))
+
+
+def update_files(repo: GitRemote, base_commit: str, base_directory: str, commit: str,
+                 directory: str | os.PathLike[str], repo_sub_directory: str | None,
+                 policy: RetryPolicy | None = None) -> int | None:
+    """`commit` into `directory` from the cached tree of `base_commit` at `base_directory`:
+    the store fetches what the base commit lacks, unchanged files are linked from the cached
+    tree. Returns how many files it wrote, or None (nothing written) when a full download is
+    the better way (no store, the base commit not in it, submodules, a changed
+    `.dockerignore`)."""
+    from builder.code.updates import plan_update, write_update
+
+    store = _store(repo)
+    sha, base = _full_hash(commit), _full_hash(base_commit)
+    if store is None:
+        return None
+    subdir = normalize_subdirectory(repo_sub_directory)
+    policy = policy or RetryPolicy.from_environment()
+    what = _what(repo, sha)
+    with store.open(lambda folder: _Git(repo, folder), what) as objects:
+        if not objects.has_commit(base):
+            return None
+        policy.run(lambda: objects.fetch_commit(sha, blobs=not subdir, have=base))
+        new = objects.listing(sha, subdir)
+        plan = plan_update(objects.listing(base, subdir), new, limited=False)
+        if plan is None:
+            return None
+        policy.run(lambda: objects.fetch_missing(sha, (new[path][1] for path in plan.fetch)))
+        verify = wants_verify(repo, directory)
+        with objects.blobs() as blobs:
+            return write_update(directory, Path(base_directory), plan,
+                                lambda path: (blobs.read(new[path][1]), new[path][1]),
+                                what=what, expected=(lambda: new) if verify else None)
 
 
 def credential_config(repo: GitRemote) -> GitConfigFile | None:
@@ -165,6 +220,40 @@ def credential_config(repo: GitRemote) -> GitConfigFile | None:
 
 
 # ---------------------------------------------------------------------------- download
+
+
+def _full_hash(commit: str) -> str:
+    sha = validate_commit(commit)
+    if len(sha) not in (40, 64):
+        raise UsageError(f"commit {commit!r}: git fetches commits by their full hash "
+                         "(40 or 64 hex digits)")
+    return sha
+
+
+def _store(repo: GitRemote) -> ObjectStore | None:
+    cache = getattr(repo, "download_cache", None)
+    return ObjectStore(store_path(Path(cache), repo.url), repo.url) if cache else None
+
+
+def _download_into_store(repo: GitRemote, store: ObjectStore, sha: str, target: Path,
+                         subdir: str, verify: bool, policy: RetryPolicy) -> None:
+    from builder.code.updates import write_fetched_tree
+
+    what = _what(repo, sha)
+    with store.open(lambda folder: _Git(repo, folder), what) as objects:
+        policy.run(lambda: objects.fetch_commit(sha, blobs=not subdir))
+        listing = objects.listing(sha, subdir)
+        if subdir and not listing:
+            raise NotFoundError(f"{what}: the commit has no directory {subdir!r}")
+        if any(mode == GITLINK for mode, _ in listing.values()):
+            raise DownloadError(f"{what}: submodules are fetched in a repository of their own")
+        policy.run(lambda: objects.fetch_missing(sha, (oid for _, oid in listing.values())))
+        with objects.blobs() as blobs:
+            write_fetched_tree(target, {path: mode for path, (mode, _) in listing.items()},
+                               lambda path: (blobs.read(listing[path][1]), listing[path][1]),
+                               what=what)
+    if verify:
+        verify_tree(target, listing, what=what)
 
 
 def _download(repo: GitRemote, sha: str, target: Path, subdir: str, verify: bool,

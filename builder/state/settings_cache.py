@@ -58,15 +58,16 @@ def remember(text: str, data: dict[Any, Any]) -> None:
     entry = _entry(text)
     with contextlib.suppress(OSError):
         atomic_write_text(entry, encoded, mode=0o600)
-        _prune(entry.parent)
+        prune(entry.parent)
 
 
 def _entry(text: str) -> Path:
     return cache_dir() / f"{zlib.crc32(text.encode('utf-8')):08x}.json"
 
 
-def _prune(directory: Path) -> None:
-    entries = [path for path in directory.iterdir() if path.suffix == ".json"]
+def prune(directory: Path, suffix: str = ".json") -> None:
+    """Keep the newest `MAX_ENTRIES` files with `suffix` in `directory`."""
+    entries = [path for path in directory.iterdir() if path.suffix == suffix]
     if len(entries) <= MAX_ENTRIES:
         return
     entries.sort(key=lambda path: path.stat().st_mtime)

@@ -17,9 +17,12 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder.errors import EngineError, UsageError
+
+if TYPE_CHECKING:
+    from builder.images.engine import Engine
 
 CACHE_VOLUME = "builder-cache"
 CACHE_MOUNT = "/var/cache/builder"
@@ -156,13 +159,15 @@ def contract_spec(
 
 
 def build_for_run(path: str | Path, options: RunOptions, *, push: bool, no_reuse: bool,
-                  store: Any, engine: Any, warn: Any, message: Any,
-                  environ: Mapping[str, str]) -> tuple[Any, ContainerSpec]:
-    """Build exactly as `builder build` does; return the result and the container to run."""
+                  store: Any, warn: Any, message: Any, environ: Mapping[str, str],
+                  engine: Any = None, connect: Any = None,
+                  defer_push: bool = False) -> tuple[Any, ContainerSpec]:
+    """Build exactly as `builder build` does; return the result and the container to run.
+    (`connect` and `defer_push`: see `build_project`.)"""
     from builder.images.build import build_project
 
     result = build_project(path, push=push, no_reuse=no_reuse, store=store, engine=engine,
-                           warn=warn)
+                           connect=connect, warn=warn, defer_push=defer_push)
     for line in result.summary_lines():
         message(line)
     project = result.project
@@ -206,74 +211,70 @@ def run_files(token: str | None, home: Path) -> Iterator[RunFiles]:
         yield RunFiles(directory, path)
 
 
-def remove_orphans(client: Any, home: Path, log: Any) -> None:
-    """Remove the containers, token files and run directories of killed runs of `home`."""
-    import docker.errors
+def remove_orphans(engine: Engine, home: Path, log: Any) -> None:
+    """Remove the containers, token files and run directories of killed runs of `home`.
 
-    from builder.targets.orphans import OWNER_LABEL, clear_run_directories, is_orphan
+    A killed run leaves its run directory behind (a run that ends removes its own), so the
+    engine is asked for containers only when such a directory is there: a run after runs
+    that ended makes no request for it.
+    """
+    from builder.targets.orphans import OWNER_LABEL, clear_run_directories, is_orphan, left_by
 
+    if not left_by(home):
+        return
     try:
-        containers = client.containers.list(all=True, filters={"label": OWNER_LABEL})
-    except docker.errors.APIError as exc:
+        containers = engine.containers_labelled(OWNER_LABEL)
+    except EngineError as exc:
         log(f"could not look for containers of killed runs: {exc}")
         containers = []
-    for container in containers:
-        if is_orphan(container.labels, home):
-            with suppress(docker.errors.APIError):
-                container.remove(force=True)
-                log(f"removed container {container.short_id}, left running by a killed run")
+    for container, labels in containers:
+        if is_orphan(labels, home):
+            with suppress(EngineError):
+                engine.remove_container(container)
+                log(f"removed container {container[:12]}, left running by a killed run")
     clear_run_directories(home)
 
 
-def run_container(client: Any, spec: ContainerSpec, token_path: Path | None, log: Any,
+def run_container(engine: Engine, spec: ContainerSpec, token_path: Path | None, log: Any,
                   labels: Mapping[str, str] | None = None) -> int:
     """Start the container, stream its output, return its exit code; always remove it.
 
     SIGINT or SIGTERM stops the container (SIGTERM to the program, SIGKILL after
     STOP_TIMEOUT) from a side thread while the output keeps streaming, so the program's last
     lines and its own exit code still arrive. A second signal kills it at once.
-    """
-    import docker.errors
 
+    Five requests to the engine (`builder.images.engine`): create, attach, start, wait,
+    remove.
+    """
     volumes = dict(spec.volumes)
     if token_path is not None:
         volumes[str(token_path)] = {"bind": TOKEN_MOUNT, "mode": "ro"}
-    try:
-        container = client.containers.create(
-            spec.image,
-            command=spec.command,
-            environment=spec.environment,
-            volumes=volumes,
-            network_mode=spec.network,
-            tmpfs=spec.tmpfs or None,
-            labels={"builder.run": "1", **spec.labels, **(labels or {})},
-            detach=True,
-        )
-    except docker.errors.ImageNotFound:
-        raise EngineError(f"image {spec.image} is not in the local engine") from None
-    except docker.errors.APIError as exc:
-        raise EngineError(f"cannot create the container: {exc.explanation or exc}") from None
-    stopper = _Stopper(container, log)
+    container = engine.create_container(
+        spec.image, spec.command, spec.environment, volumes, network=spec.network,
+        tmpfs=spec.tmpfs, labels={"builder.run": "1", **spec.labels, **(labels or {})},
+    )
+    stopper = _Stopper(engine, container, log)
     handlers = {
         sig: signal.signal(sig, stopper.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
         # Attach before start so that no early output is lost.
-        output = container.attach(stdout=True, stderr=True, stream=True, logs=True, demux=True)
-        container.start()
+        output = engine.attach(container)
+        engine.start(container)
         _stream(output)
-        return int(container.wait().get("StatusCode", 1))
+        return int(engine.wait(container))
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         try:
-            container.remove(force=True)
-        except docker.errors.APIError as exc:
-            log(f"could not remove container {container.short_id}: {exc}")
+            engine.remove_container(container)
+        except EngineError as exc:
+            log(str(exc))
 
 
 class _Stopper:
-    def __init__(self, container: Any, log: Any) -> None:
+    def __init__(self, engine: Engine, container: str, log: Any) -> None:
+        self.engine = engine
         self.container = container
         self.log = log
         self.signals = 0
@@ -281,18 +282,15 @@ class _Stopper:
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signals += 1
         if self.signals == 1:
-            self.log(f"stopping container {self.container.short_id} (again to kill it)")
-            threading.Thread(
-                target=self._call, args=("stop", {"timeout": STOP_TIMEOUT}), daemon=True
-            ).start()
+            self.log(f"stopping container {self.container[:12]} (again to kill it)")
+            threading.Thread(target=self._call, args=(self.engine.stop, STOP_TIMEOUT),
+                             daemon=True).start()
         else:
-            threading.Thread(target=self._call, args=("kill", {}), daemon=True).start()
+            threading.Thread(target=self._call, args=(self.engine.kill,), daemon=True).start()
 
-    def _call(self, method: str, kwargs: dict[str, Any]) -> None:
-        import docker.errors
-
-        with suppress(docker.errors.APIError):
-            getattr(self.container, method)(**kwargs)
+    def _call(self, method: Any, *args: Any) -> None:
+        with suppress(EngineError):
+            method(self.container, *args)
 
 
 def _stream(output: Iterator[tuple[bytes | None, bytes | None]]) -> None:

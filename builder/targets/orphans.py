@@ -12,6 +12,7 @@ the token file. A run that is still alive holds its lock and is never touched.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 from collections.abc import Iterator, Mapping
@@ -46,6 +47,17 @@ def is_orphan(labels: Mapping[str, str] | None, home: Path) -> bool:
     if path.parent != home / "run" or not path.name.startswith(RUN_PREFIX):
         return False
     return not is_held(path)
+
+
+def left_by(home: Path) -> bool:
+    """Whether a killed run of `home` left its run directory (and maybe a container)."""
+    runs = home / "run"
+    name = re.compile(rf"^{re.escape(RUN_PREFIX)}{RANDOM_PART}$")
+    try:
+        names = [entry for entry in os.listdir(runs) if name.match(entry)]
+    except OSError:
+        return False
+    return any(not is_held(runs / entry) for entry in names)
 
 
 def clear_run_directories(home: Path) -> list[str]:

@@ -4,8 +4,9 @@
 
 Scenarios (the letters of the README table; each module also runs on its own):
   a  pushed one-line change -> output: builder run against docker build+push+run
-     (bench_iterate; small, medium, large)
-  b  uncommitted one-line change -> output: the same two (bench_iterate; small, medium)
+     (bench_iterate; small, medium, large; the github and the git type)
+  b  uncommitted one-line change -> output: the same (bench_iterate; small, medium, large;
+     the github and the git type)
   c  download a commit: GitHub download_files against a contents-API walk (bench_download;
      medium)
   d  decision: builder status against git status + git ls-remote (bench_status; large,
@@ -19,6 +20,8 @@ Scenarios (the letters of the README table; each module also runs on its own):
      (bench_start; medium)
   i  base image build, cold and after one requirement changes: builder build against docker
      build of the conventional Dockerfile with pip (bench_base; 15 pinned packages)
+  j  builder's own time on the reuse path: builder run against docker run of the same
+     container after a pushed change (bench_overhead; small)
 
 A full run (5 repetitions after 1 warm-up, all sizes) prints the table, writes it into
 README's "Benchmarks" section with the date and the machine, and draws docs/bench.png.
@@ -40,6 +43,7 @@ from tests.bench import (
     bench_build,
     bench_download,
     bench_iterate,
+    bench_overhead,
     bench_runs,
     bench_start,
     bench_status,
@@ -69,9 +73,10 @@ PLAN: list[tuple[str, Scenario, list[str]]] = [
     ("d", bench_status.run, ["large", "xlarge"]),
     ("c", bench_download.run, ["medium"]),
     ("a", bench_iterate.run_pushed, SIZE_ORDER),
-    ("b", bench_iterate.run_uncommitted, ["small", "medium"]),  # large: +6 min, same story
+    ("b", bench_iterate.run_uncommitted, SIZE_ORDER),
     ("g", bench_runs.run, ["records"]),
     ("i", bench_base.run, ["small"]),  # its own 15-package project, whatever the size
+    ("j", bench_overhead.run, ["small"]),
 ]
 
 

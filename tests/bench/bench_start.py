@@ -56,6 +56,14 @@ def _contract(ctx: BenchContext, project: Project) -> tuple[str, list[str]]:
     info = ctx.build_json(project)
     if info["mode"] != "reuse":
         raise BenchError(f"the {project.name} project does not reuse: {info['reasons']}")
+    return str(info["image"]), contract_options(ctx, project, info["commit"],
+                                                info["subdirectory"])
+
+
+def contract_options(ctx: BenchContext, project: Project, commit: str,
+                     subdirectory: str = "") -> list[str]:
+    """`docker run` options of a reuse run at `commit`, as `builder run` starts it (the
+    github type; the cache volume is the caller's)."""
     from builder.repositories.types import public_spec
     from builder.state.store import Store
 
@@ -64,11 +72,11 @@ def _contract(ctx: BenchContext, project: Project) -> tuple[str, list[str]]:
     token = ctx.root / "token"
     token.write_text(ctx.server.token)
     token.chmod(0o600)
-    options = [
+    return [
         "-e",
-        f"BUILDER_COMMIT={info['commit']}",
+        f"BUILDER_COMMIT={commit}",
         "-e",
-        f"BUILDER_SUBDIRECTORY={info['subdirectory']}",
+        f"BUILDER_SUBDIRECTORY={subdirectory}",
         "-e",
         f"BUILDER_CODE_REPOSITORY={json.dumps(public_spec(record), sort_keys=True)}",
         "-e",
@@ -81,7 +89,6 @@ def _contract(ctx: BenchContext, project: Project) -> tuple[str, list[str]]:
         "--tmpfs",
         f"{DEFAULT_CODE_DIR}:exec,mode=755",
     ]
-    return str(info["image"]), options
 
 
 def start_scenarios(ctx: BenchContext, size: str) -> list[Result]:

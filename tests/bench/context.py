@@ -2,9 +2,11 @@
 builder's state, the local registry's storage, and helpers to run builder, git and docker.
 
 The fixture projects are clones whose `origin` is the loopback GitHub server (git smart HTTP
-with a token), registered with builder as GitHub code repositories. Containers reach the
-server over the host network. Every change a scenario makes carries this run's nonce, so no
-cache from an earlier run (Docker's layer cache, builder's download cache) can answer for it.
+with a token). Each is registered twice, in two builder homes: as a GitHub code repository
+(the API) and as a plain git repository (the same URL, over the git protocol), so a scenario
+can run builder with either type against the same checkout. Containers reach the server over
+the host network. Every change a scenario makes carries this run's nonce, so no cache from an
+earlier run (Docker's layer cache, builder's download cache) can answer for it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ REGISTRY = "127.0.0.1:5000"
 IMAGE_NAME = "builder-bench"  # builder's images: <registry>/builder-bench:base-..., :code-...
 CONVENTIONAL = f"{REGISTRY}/builder-bench-conventional"  # the conventional images, tag = size
 OWNER = "bench"
+TYPES = ("github", "git")  # the repository types a fixture is registered as, one home each
 # `pip install` makes this script; users run it, not `python -m builder` (40 ms more of runpy)
 BUILDER_COMMAND = Path(sys.executable).with_name("builder")
 GIT_IDENTITY = {
@@ -82,9 +85,10 @@ class Project:
     spec: fixtures.Spec
     path: Path
     size: int  # bytes of files
-    repository: str  # the registered code repository's name
+    repository: str  # the registered code repository's name (the same in every home)
     env: dict[str, str]
     conventional: str  # the conventional image's reference
+    clone_url: str = ""  # the server's git URL, which the git type fetches
     commits: list[str] = field(default_factory=list)  # every commit pushed by the benchmark
 
     @property
@@ -196,7 +200,9 @@ class BenchContext:
         self.keep = keep
         self.nonce = uuid.uuid4().hex[:10]
         self.root = Path(tempfile.mkdtemp(prefix="builder-bench-"))
-        self.home = self.root / "home"
+        self.homes = {kind: self.root / ("home" if kind == "github" else f"home-{kind}")
+                      for kind in TYPES}
+        self.home = self.homes["github"]
         self.env = {
             **os.environ,
             **GIT_IDENTITY,
@@ -240,9 +246,13 @@ class BenchContext:
         self._counter += 1
         return f"{what}-{self.nonce}-{self._counter}"
 
-    def builder(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """The builder CLI as a user runs it: the `builder` command the install made."""
-        return sh([str(BUILDER_COMMAND), *args], env=self.env, check=check)
+    def builder(
+        self, *args: str, check: bool = True, kind: str = "github"
+    ) -> subprocess.CompletedProcess[str]:
+        """The builder CLI as a user runs it: the `builder` command the install made, with
+        the home where the fixtures are registered as `kind` repositories."""
+        env = {**self.env, "BUILDER_HOME": str(self.homes[kind])}
+        return sh([str(BUILDER_COMMAND), *args], env=env, check=check)
 
     def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return sh(["docker", *args], env=self.env, check=check)
@@ -271,22 +281,19 @@ class BenchContext:
         ):
             sh(["git", *args], cwd=path, env=env)
         name = f"bench-{size}"
-        self.builder(
-            "code-repository",
-            "register",
-            name,
-            "--type",
-            "github",
-            "--owner",
-            OWNER,
-            "--repository",
-            size,
-            "--url",
-            self.server.url,
-            "--token",
-            self.server.token,
+        clone_url = self.server.clone_url(repo)
+        where = {
+            "github": ["--owner", OWNER, "--repository", size, "--url", self.server.url],
+            "git": ["--url", clone_url],
+        }
+        for kind in TYPES:
+            self.builder(
+                "code-repository", "register", name, "--type", kind, *where[kind],
+                "--token", self.server.token, kind=kind,
+            )
+        project = Project(
+            spec, path, tree.size, name, env, f"{CONVENTIONAL}:{size}", clone_url=clone_url
         )
-        project = Project(spec, path, tree.size, name, env, f"{CONVENTIONAL}:{size}")
         project.commits.append(project.head())
         self.projects[size] = project
         progress(
@@ -320,34 +327,46 @@ class BenchContext:
             self.docker("volume", "rm", "-f", name, check=False)
             self.volumes.discard(name)
 
-    def build_json(self, project: Project) -> dict[str, Any]:
+    def build_json(self, project: Project, kind: str = "github") -> dict[str, Any]:
         """`builder build --json`; notes the base image, which cleanup keeps."""
-        info: dict[str, Any] = json.loads(self.builder("build", str(project.path), "--json").stdout)
+        done = self.builder("build", str(project.path), "--json", kind=kind)
+        info: dict[str, Any] = json.loads(done.stdout)
+        self.note_base(info)
+        return info
+
+    def note_base(self, info: dict[str, Any]) -> None:
+        """A base image this run used (cleanup keeps it for the next run)."""
         if info.get("base_image"):
             self.bases.add(str(info["base_image"]))
-        return info
 
     def cleanup(self) -> None:
         """Remove what this run made: images (not the base), cache entries, volumes."""
         from builder.container.entrypoint import Contract
+        from builder.repositories.git_store import store_path
         from builder.repositories.types import public_spec
         from builder.state.store import Store
 
-        store = Store(self.home)
         keys: list[str] = []
-        for project in self.projects.values():
-            record = store.get_repository(project.repository)
-            if record is None:
-                continue
-            spec = public_spec(record)
-            for commit in project.commits:
-                contract = Contract(Path("/app/code"), commit, spec, "", Path("/"), None, False)
-                keys.append(contract.cache_key)
+        for kind in TYPES:
+            store = Store(self.homes[kind])
+            for project in self.projects.values():
+                record = store.get_repository(project.repository)
+                if record is None:
+                    continue
+                spec = public_spec(record)
+                for commit in project.commits:
+                    contract = Contract(Path("/app/code"), commit, spec, "", Path("/"), None,
+                                        False)
+                    keys.append(contract.cache_key)
+                    keys.append(f"{contract.lineage_key}.newest")
+                if kind == "git":  # the git type's object store
+                    keys.append(store_path(Path("/"), project.clone_url).name)
         listing = self.docker(
             "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", check=False
         ).stdout.split()
         bases = [ref for ref in listing if ref.startswith(f"{REGISTRY}/{IMAGE_NAME}:base-")]
         base = next(iter(sorted(self.bases)), "")
+        keys = list(dict.fromkeys(keys))
         if keys and base:
             # builder run's downloads went to the shared builder-cache volume: drop ours.
             self.docker(
@@ -371,7 +390,11 @@ class BenchContext:
             for ref in listing
             if ref.startswith(CONVENTIONAL) and "<none>" not in ref
         }
-        mine = [ref for ref in listing if ref.startswith(f"{REGISTRY}/{IMAGE_NAME}:code-")]
+        mine = [
+            ref
+            for ref in listing
+            if ref.startswith((f"{REGISTRY}/{IMAGE_NAME}:code-", f"{REGISTRY}/{IMAGE_NAME}:tree-"))
+        ]
         if self.bases:  # older bases, of earlier versions of builder
             mine += [ref for ref in bases if ref not in self.bases]
         old = [

@@ -82,17 +82,25 @@ def interleave(
     a: Side, b: Side, reps: int, warmup: int = 1, log: Callable[[str], None] | None = None
 ) -> tuple[Series, Series]:
     """Warm up each side `warmup` times, then run A B A B ... `reps` rounds."""
+    ours, theirs = interleave_all([a, b], reps, warmup, log)
+    return ours, theirs
+
+
+def interleave_all(
+    sides: Sequence[Side], reps: int, warmup: int = 1, log: Callable[[str], None] | None = None
+) -> list[Series]:
+    """Warm up each side `warmup` times, then run A B C A B C ... `reps` rounds."""
     if reps < 1:
         raise ValueError("reps must be at least 1")
     say = log or progress
     for index in range(warmup):
-        for side in (a, b):
+        for side in sides:
             _once(side, None, say, f"warm-up {index + 1}")
-    series_a, series_b = Series(a.label), Series(b.label)
+    series = [Series(side.label) for side in sides]
     for index in range(reps):
-        for side, series in ((a, series_a), (b, series_b)):
-            _once(side, series, say, f"rep {index + 1}/{reps}")
-    return series_a, series_b
+        for side, samples in zip(sides, series, strict=True):
+            _once(side, samples, say, f"rep {index + 1}/{reps}")
+    return series
 
 
 GoalKind = Literal["faster", "at_most", "overhead", "within"]

@@ -209,12 +209,14 @@ def test_a_version_only_commit_builds_nothing(uv_project):
     output = uv_project.check()
     assert output[1] == "1.0.1" and output[-1] == "1.0.1"
 
-    # baked, a version change builds the code layer only, on the same base
+    # baked, a version change builds the code layers only (the commit's tree and the
+    # change), on the same base
     uv_project.uv("version", "1.0.2")
     try:
         info = uv_project.build()
         assert info["mode"] == "bake" and info["checksum"] == before["checksum"]
-        assert info["built"] == [info["image"]]
+        tree, code = info["built"]
+        assert ":tree-" in tree and code == info["image"]
         assert uv_project.check()[-1] == "1.0.2"
     finally:
         git(uv_project.path, "checkout", "--", "pyproject.toml", "uv.lock")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.gitworld import GIT_IDENTITY, clone_served, git
+from tests.infra.engine_proxy import EngineProxy
 from tests.infra.git_server import GitServer
 from tests.infra.github_server import GitHubServer
 from tests.infra.gitlab_server import GitLabServer
@@ -181,6 +183,49 @@ def test_a_warm_start_copies_the_cache_before_anything_else(story, docker_client
     assert output.decode().split() == ["v2", info["commit"][:12]]
 
 
+def test_a_reuse_run_asks_the_engine_eight_things_and_loads_no_docker_py(story, tmp_path):
+    """The ping, the parent and base images, then create, attach, start, wait and remove:
+    over the engine's socket, without docker-py, requests, the CLI framework or Jinja2."""
+    assert story.run().returncode == 0  # builder.yaml is remembered: no YAML parser next
+    code = (
+        "import sys\n"
+        "from builder.cli import main\n"
+        "try:\n"
+        f"    main(['run', {str(story.project)!r}, '--network', 'host', '--', 'true'])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "names = ('docker', 'requests', 'urllib3', 'http.client', 'typer', 'click', 'jinja2',\n"
+        "         'yaml', 'tarfile', 'zipfile')\n"
+        "print('HEAVY=' + ','.join(sorted(m for m in names if m in sys.modules)),\n"
+        "      file=sys.stderr)\n"
+    )
+    with EngineProxy(tmp_path / "engine.sock") as proxy:
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+            env={**os.environ, "BUILDER_HOME": str(story.home), "DOCKER_HOST": proxy.address},
+            check=False,
+        )
+        asked = proxy.requests
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.rstrip().rpartition("HEAVY=")[2] == ""
+
+    def shape(target: str) -> str:
+        path = re.sub(r"^/v[0-9.]+", "", target.partition("?")[0])
+        path = re.sub(r"/images/.+/json$", "/images/{ref}/json", path)
+        return re.sub(r"/containers/[0-9a-f]{64}", "/containers/{id}", path)
+
+    assert [(r.method, shape(r.target)) for r in asked] == [
+        ("GET", "/_ping"),
+        ("GET", "/images/{ref}/json"),  # the parent image: its id is in the checksum
+        ("GET", "/images/{ref}/json"),  # the base image
+        ("POST", "/containers/create"),
+        ("POST", "/containers/{id}/attach"),
+        ("POST", "/containers/{id}/start"),
+        ("POST", "/containers/{id}/wait"),
+        ("DELETE", "/containers/{id}"),
+    ]
+
+
 def test_a_dirty_change_is_baked_and_runs(story):
     (story.project / "main.py").write_text(MAIN.format(marker="dirty"))
     try:
@@ -231,6 +276,7 @@ def test_sigterm_reaches_the_program_and_no_token_is_visible(story, docker_clien
         stderr=subprocess.PIPE,
         text=True,
     )
+    label = ""
     try:
         assert process.stdout is not None
         assert process.stdout.readline().strip() == "ready"
@@ -246,6 +292,10 @@ def test_sigterm_reaches_the_program_and_no_token_is_visible(story, docker_clien
     finally:
         if process.poll() is None:
             process.kill()
+            if label:  # builder cannot remove what it ran any more: the test does
+                for container in docker_client.containers.list(all=True,
+                                                               filters={"label": label}):
+                    container.remove(force=True)
     assert "got SIGTERM" in out
     assert process.returncode == 42, err
     assert docker_client.containers.list(all=True, filters={"label": label}) == []

@@ -44,6 +44,7 @@ from typing import Any, ClassVar, cast
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from tests.infra import gitrepos
+from tests.infra.packtap import PackTap
 
 LOG = logging.getLogger("tests.infra")
 
@@ -503,6 +504,7 @@ class LoopbackServer:
         self._log: list[tuple[str, str]] = []
         self._counts: Counter[str] = Counter()
         self._encodings: Counter[str] = Counter()
+        self._packs: list[int] = []
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -607,11 +609,22 @@ class LoopbackServer:
             if (method is None or m == method) and (rx is None or rx.search(p))
         )
 
+    def record_pack(self, objects: int) -> None:
+        with self._lock:
+            self._packs.append(objects)
+
+    @property
+    def packs_sent(self) -> list[int]:
+        """The object count of each pack that git-upload-pack sent, in order."""
+        with self._lock:
+            return list(self._packs)
+
     def reset_counts(self) -> None:
         with self._lock:
             self._log.clear()
             self._counts.clear()
             self._encodings.clear()
+            self._packs.clear()
         self.faults.reset_fired()
 
     def reset(self) -> None:
@@ -928,10 +941,15 @@ def run_http_backend(h: Handler, repos_dir: Path, repo: str, rest: str, remote_u
                 body = stdout.read()
                 h.send_truncated(status, body, headers, float(fault.params["fraction"]))
             else:
+                tap = PackTap() if download else None
                 h.start_stream(status, headers)
                 while data := stdout.read1(READ_CHUNK):
+                    if tap is not None:
+                        tap.feed(data)
                     h.write_stream(data)
                 h.end_stream()
+                if tap is not None and tap.objects is not None:
+                    h.app.record_pack(tap.objects)
         finished = True
     finally:
         # On a client error, stop the backend at once (it may block writing to us).

@@ -7,7 +7,6 @@ Differences from pip that matter to a requirements file are in README ("Installe
 from __future__ import annotations
 
 import shlex
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -106,6 +105,8 @@ def uv_binary(wheelhouse: Path) -> Path:
     if not wheels:
         raise BuilderError(f"the wheelhouse {wheelhouse} has no uv {UV_VERSION} wheel")
     member = f"uv-{UV_VERSION}.data/scripts/uv"
+    import zipfile  # here: not on the path of every run
+
     try:
         with zipfile.ZipFile(wheels[0]) as archive:
             data = archive.read(member)

@@ -192,25 +192,22 @@ def _leftovers(cache: Path) -> list[str]:
                   or p.name.startswith(".builder-git-"))
 
 
-def _has_git_work(cache: Path) -> bool:
-    return any(name.startswith(".builder-git-") for name in _leftovers(cache))
-
-
 def test_a_killed_download_leaves_nothing_that_a_later_start_keeps(served, tmp_path):
     server, env, first, _, _ = served
     cache = tmp_path / "cache"
     server.slow_next(1, 10.0, match="git-upload-pack")  # the fetch's body pauses mid-way
     process = start(env(first), "true")
     try:
-        wait_for(lambda: cache.is_dir() and _has_git_work(cache),
-                 "the download's staging and git directories")
+        # the staging directory, while git fetches into the repository's object store
+        wait_for(lambda: cache.is_dir() and _leftovers(cache) and server.count("upload-pack"),
+                 "the download's staging directory and its fetch")
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
     left = _leftovers(cache)  # what a killed download leaves behind
-    assert any(name.endswith(".partial") for name in left) and _has_git_work(cache), left
+    assert any(name.endswith(".partial") for name in left), left
     done = entrypoint(env(), sys.executable, "-c", PROGRAM)  # another commit: a download
     assert done.returncode == 0, done.stderr
     assert _leftovers(cache) == []
@@ -223,9 +220,11 @@ def test_a_live_download_is_never_taken_for_a_leftover(served, tmp_path):
     slow = start(env(first, BUILDER_CODE_DIR=str(tmp_path / "slow-code")), sys.executable,
                  "-c", PROGRAM)
     try:
-        held = wait_for(lambda: cache.is_dir() and _has_git_work(cache) and _leftovers(cache),
-                        "the slow download's directories")
-        done = entrypoint(env(), sys.executable, "-c", PROGRAM)  # clears leftovers first
+        held = wait_for(lambda: server.count("upload-pack") and cache.is_dir()
+                        and _leftovers(cache), "the slow download's directories")
+        # clears leftovers first; the slow one holds the object store, so this one fetches
+        # in a repository of its own (`.builder-git-*`), and waits for nothing
+        done = entrypoint(env(), sys.executable, "-c", PROGRAM)
         assert done.returncode == 0, done.stderr
         assert set(held) <= set(_leftovers(cache))  # the live one's are still there
         out, err = slow.communicate(timeout=120)

@@ -46,7 +46,9 @@ def test_the_install_is_written_beside_the_code_dir_and_remembered(git_server, t
         f"{env['BUILDER_CODE_DIR']}/src\n{project_dir}/site\n")
     assert (project_dir / "site" / "hello_app-0.3.0.dist-info" / "METADATA").is_file()
     assert (project_dir / "bin" / "hello").stat().st_mode & 0o111
-    (entry,) = [p for p in Path(env["BUILDER_CACHE_DIR"]).iterdir() if p.is_dir()]
+    # the commit's tree (beside it, the git type's object store: builder.repositories.git_store)
+    (entry,) = [p for p in Path(env["BUILDER_CACHE_DIR"]).iterdir()
+                if p.is_dir() and not p.name.startswith("git-")]
     known, project = read_sidecar(str(entry))
     assert known and project is not None and project["version"] == "0.3.0"
 

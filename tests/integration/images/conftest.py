@@ -1,5 +1,4 @@
-"""Fixtures of the image tests: a builder home per test that shares the session's
-wheelhouse and parent probes, and image names whose images are removed afterwards."""
+"""Fixtures of the image tests: a shared wheelhouse, unique image names, a git world."""
 
 from __future__ import annotations
 

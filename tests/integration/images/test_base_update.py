@@ -12,7 +12,7 @@ import pytest
 from builder.images import increment
 from builder.images.installers.uv import UV_TOOL
 from tests.gitworld import GitWorld
-from tests.integration.images.test_build import (
+from tests.integration.images.support import (
     build,
     built,
     layers,

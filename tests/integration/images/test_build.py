@@ -13,50 +13,21 @@ import os
 import subprocess
 import sys
 import uuid
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.gitworld import GIT_IDENTITY, GitWorld, Result, git
+from tests.gitworld import GIT_IDENTITY, git
+from tests.integration.images.support import (
+    BUILD_TIMEOUT,
+    build,
+    built,
+    layers,
+    register_git,
+    run_in,
+    yaml,
+)
 
 pytestmark = pytest.mark.docker
-
-BUILD_TIMEOUT = 900
-
-
-def yaml(name: str, *, registry: str | None = None, extra: str = "") -> str:
-    text = f"name: {name}\nrequirements: [requirements.txt]\n"
-    if registry:
-        text += f"registry: {registry}\n"
-    return text + extra
-
-
-def build(world: GitWorld, path: Path, *args: str, env: dict[str, str] | None = None) -> Result:
-    return world.builder("build", str(path), "--json", *args, env=env, timeout=BUILD_TIMEOUT)
-
-
-def built(world: GitWorld, path: Path, *args: str) -> dict[str, Any]:
-    result = build(world, path, *args)
-    assert result.code == 0, result.stderr[-3000:]
-    return result.json()
-
-
-def run_in(docker_client, image: str, *command: str, entrypoint: bool = True) -> str:
-    kwargs: dict[str, Any] = {} if entrypoint else {"entrypoint": []}
-    output = docker_client.containers.run(image, list(command), remove=True, **kwargs)
-    return output.decode().strip()
-
-
-def register_git(world: GitWorld, name: str, bare: Path, *extra: str) -> None:
-    result = world.builder("code-repository", "register", name, "--type", "git",
-                           "--url", str(bare), *extra)
-    assert result.code == 0, result.stderr
-
-
-def layers(docker_client, ref: str) -> list[str]:
-    return docker_client.api.inspect_image(ref)["RootFS"]["Layers"]
-
 
 MAIN_V1 = "import six\nprint('version one', six.__version__)\n"
 MAIN_V2 = "import six\nprint('version two', six.__version__)\n"
@@ -73,11 +44,15 @@ def test_no_reuse_forces_a_bake_and_a_build(world, names, docker_client):
     assert reuse["mode"] == "reuse"
     forced = built(world, project, "--no-reuse")
     assert forced["mode"] == "bake" and "--no-reuse was given" in forced["reasons"]
-    assert forced["built"] == [forced["image"]] and forced["base_image"] == reuse["base_image"]
+    tree, code = forced["built"]
+    assert ":tree-" in tree and code == forced["image"]
+    assert forced["base_image"] == reuse["base_image"]
     first_layers = layers(docker_client, forced["image"])
+    first_id = docker_client.images.get(code).id
     assert built(world, project, "--no-reuse")["built"] == [forced["image"]]
-    # Built again from scratch, the same tree gives the same layer.
+    # Built again from scratch, the same tree gives the same layers and the same image.
     assert layers(docker_client, forced["image"]) == first_layers
+    assert docker_client.images.get(code).id == first_id
     assert built(world, project)["built"] == []
     assert run_in(docker_client, forced["image"], "python", "main.py").startswith("version one")
 
@@ -151,7 +126,8 @@ def test_two_concurrent_builds_build_each_image_once(world, names):
     results = [json.loads(stdout) for stdout, _ in outputs]
     assert results[0]["image"] == results[1]["image"]
     everything = results[0]["built"] + results[1]["built"]
-    assert sorted(everything) == sorted([results[0]["base_image"], results[0]["image"]])
+    tree = next(ref for ref in everything if ":tree-" in ref)
+    assert sorted(everything) == sorted([results[0]["base_image"], tree, results[0]["image"]])
 
 
 def test_moving_the_parent_tag_changes_the_checksum(world, names, docker_client, parent_image):
@@ -290,9 +266,13 @@ def test_reuse_bake_and_registry_round_trip(world, names, docker_client, registr
     assert dirty["mode"] == "bake" and dirty["dirty_files"] == ["main.py"]
     assert dirty["base_image"] == base and dirty["checksum"] == first["checksum"]
     code = dirty["image"]
+    tree = f"{registry}/{name}:tree-"
     assert code.startswith(f"{registry}/{name}:code-")
-    assert dirty["built"] == [code] and dirty["pushed"] == [code]
-    assert layers(docker_client, code)[:-1] == layers(docker_client, base)
+    assert dirty["built"][0].startswith(tree) and dirty["built"][1:] == [code]
+    assert dirty["pushed"] == dirty["built"]
+    # Two layers on the base: the commit's tree, and the one changed file.
+    assert layers(docker_client, code)[:-1] == layers(docker_client, dirty["built"][0])
+    assert layers(docker_client, code)[:-2] == layers(docker_client, base)
     code_labels = docker_client.images.get(code).labels
     assert code_labels["org.builder.dirty"] == "true"
     assert code_labels["org.builder.checksum"] == first["checksum"]
@@ -313,7 +293,8 @@ def test_reuse_bake_and_registry_round_trip(world, names, docker_client, registr
     (project / "requirements.txt").write_text("six==1.16.0\n")
     changed = built(world, project)
     assert changed["checksum"] != first["checksum"]
-    assert changed["built"] == [changed["base_image"], changed["image"]]
+    assert changed["built"][::2] == [changed["base_image"], changed["image"]]
+    assert ":tree-" in changed["built"][1]
     assert run_in(docker_client, changed["image"], "python", "main.py") == "version two 1.16.0"
 
 

@@ -42,6 +42,14 @@ def test_declines_when_a_full_download_is_surer_or_cheaper(change: dict) -> None
     assert plan_update(OLD, {**OLD, **change}) is None
 
 
+def test_unlimited_plans_take_any_number_of_changes_but_still_decline_what_is_unsure() -> None:
+    many = {f"gen/{i}": (FILE, f"{i:040x}") for i in range(MAX_FETCHED + 1)}
+    plan = plan_update(OLD, {**OLD, **many}, limited=False)
+    assert plan is not None and sorted(plan.fetch) == sorted(many)
+    for unsure in ({".dockerignore": (FILE, "f" * 40)}, {"vendor/lib": (GITLINK, "f" * 40)}):
+        assert plan_update(OLD, {**OLD, **many, **unsure}, limited=False) is None
+
+
 def test_declines_an_empty_listing_and_a_change_of_most_of_a_small_tree() -> None:
     assert plan_update(OLD, {}) is None
     small = {f"f{i}": (FILE, f"{i:040x}") for i in range(12)}

@@ -15,7 +15,7 @@ import pytest
 from builder.errors import SettingsError, UsageError
 from builder.images import wheelhouse
 from builder.images.checksum import BaseInputs, checksum, code_key
-from builder.images.dockerfile import env_quote, render_base, render_code
+from builder.images.dockerfile import env_quote, render_base
 from builder.images.inputs import gather_base, runtime_needs
 from builder.images.install_step import render_install
 from builder.images.installers import get_installer
@@ -95,12 +95,13 @@ def test_order_without_effect_does_not_count():
     assert checksum(dataclasses.replace(INPUTS, requirements=("r2", "r1"))) != checksum(INPUTS)
 
 
-def test_code_key_depends_on_base_content_and_code_dir():
-    key = code_key("base", "content", "/app/code", "tpl")
-    assert key == code_key("base", "content", "/app/code", "tpl")
-    assert key != code_key("base2", "content", "/app/code", "tpl")
-    assert key != code_key("base", "content2", "/app/code", "tpl")
-    assert key != code_key("base", "content", "/srv", "tpl")
+def test_code_key_depends_on_base_content_code_dir_and_layout():
+    key = code_key("base", "content", "/app/code", "v1")
+    assert key == code_key("base", "content", "/app/code", "v1")
+    assert key != code_key("base2", "content", "/app/code", "v1")
+    assert key != code_key("base", "content2", "/app/code", "v1")
+    assert key != code_key("base", "content", "/srv", "v1")
+    assert key != code_key("base", "content", "/app/code", "v2")
 
 
 # ---- gathering: contents, never paths ------------------------------------------------------
@@ -311,12 +312,6 @@ def test_builder_environment_step_does_not_depend_on_the_project():
         assert other.runtime == plain.runtime and other.text() != plain.text()
     assert steps(builder_requirements=("builder-cli[gitlab]",)).runtime != plain.runtime
     assert "requirements.txt" not in steps(has_requirements=False).requirements
-
-
-def test_code_template_is_one_copy_on_the_base():
-    text = render_code("demo:base-0123", "/app/code")
-    instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
-    assert instructions == ["FROM demo:base-0123", 'COPY ["code/", "/"]']
 
 
 def test_environment_line_breaks_are_refused():

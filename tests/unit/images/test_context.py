@@ -34,7 +34,7 @@ def context_for(root: Path, order: list[str]) -> ContextBuilder:
             context.add_symlink(f"code/{rel}", entry.target)
         else:
             context.add_file(f"code/{rel}", root / rel, executable=entry.kind == "exec",
-                             digest=entry.digest)
+                             oid=entry.oid)
     return context
 
 
