@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> None:
         _run_fast_path(args)
     if args[:2] == ["runs", "list"]:
         _runs_list_fast_path(args[2:])
+    if args[:1] == ["build"]:
+        _build_fast_path(args[1:])
     import click
 
     from builder.cli.app import app
@@ -141,6 +143,26 @@ def _runs_list_fast_path(options: list[str]) -> None:
 
         show_runs(Path(paths[0]) if paths else None,
                   DEFAULT_LIMIT if limit is None else limit, json_output)
+    except BaseException as exc:  # every failure becomes one line
+        _fail(exc)
+    sys.exit(0)
+
+
+def _build_fast_path(options: list[str]) -> None:
+    """`builder build [PATH] [--json] [--push] [--no-reuse]` skips the CLI framework (its
+    import is a tenth of a second); anything else (--dotenv, --help, two paths) goes on to
+    typer."""
+    flags = {"--json", "--push", "--no-reuse"}
+    paths = [arg for arg in options if arg not in flags]
+    if len(paths) > 1 or any(arg.startswith("-") for arg in paths):
+        return
+    try:
+        from pathlib import Path
+
+        from builder.cli.build_report import run_build
+
+        run_build(Path(paths[0]) if paths else Path("."), json_output="--json" in options,
+                  push="--push" in options, no_reuse="--no-reuse" in options)
     except BaseException as exc:  # every failure becomes one line
         _fail(exc)
     sys.exit(0)

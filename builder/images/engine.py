@@ -415,12 +415,16 @@ class Engine:
             raise EngineError(redact(f"{what}: {_api_message(exc)}")) from None
 
     def run_commit(self, image: str, script: str, *, files: IO[bytes] | None,
-                   mounts: Mapping[str, str], changes: Sequence[str], progress: Progress,
-                   network_mode: str | None = None, what: str = "image",
-                   message: str = "") -> str:
+                   mounts: Mapping[str, str],
+                   changes: Sequence[str] | Callable[[list[str]], Sequence[str]],
+                   progress: Progress, network_mode: str | None = None, what: str = "image",
+                   message: str = "", report: str = "") -> str:
         """Run a shell script in a container of image, as root, with `mounts` (host path ->
         container path, read-write) and `files` (a tar, unpacked at `/` before the start);
         commit the container with `changes` (Dockerfile instructions); return the image id.
+
+        `report`: lines of output that start with it and a space are the script's report,
+        not shown; `changes` may be a function of their rest.
 
         This is a build step with mounts, which the classic builder does not have. A failing
         script is a BuildError with its last lines of output; the container is always removed.
@@ -428,6 +432,7 @@ class Engine:
         import docker
 
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        reports: list[str] = []
         container = None
         try:
             with self._errors("install step"):
@@ -444,22 +449,28 @@ class Engine:
                 if files is not None:
                     self.api.put_archive(container, "/", files)
                 self.api.start(container)
+
+                def take(line: str) -> None:
+                    if report and line.startswith(report + " "):
+                        reports.append(line[len(report) + 1:].rstrip())
+                    elif line.strip():
+                        tail.append(line.rstrip())
+                        progress.line(line.rstrip())
+
                 pending = ""
                 for chunk in self.api.logs(container, stream=True, follow=True):
                     pending += chunk.decode("utf-8", "replace")
                     *lines, pending = pending.split("\n")
                     for line in lines:
-                        if line.strip():
-                            tail.append(line.rstrip())
-                            progress.line(line.rstrip())
-                if pending.strip():
-                    tail.append(pending.rstrip())
+                        take(line)
+                take(pending)
                 status = int(self.api.wait(container).get("StatusCode", -1))
                 if status != 0:
                     raise _build_error(what, "the install step",
                                        f"exit code {status}", tail)
+                final = changes(reports) if callable(changes) else changes
                 committed = self.api.commit(container, message=message or None,
-                                            changes=list(changes))
+                                            changes=list(final))
                 # Removing the container's files takes a while: it goes on while builder does
                 # what comes next, and `close` waits for it.
                 self._remove_later(container)

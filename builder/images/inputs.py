@@ -21,6 +21,7 @@ from builder.images import wheelhouse
 from builder.images.checksum import BaseInputs, checksum
 from builder.images.context import ContextBuilder
 from builder.images.dockerfile import render_base, template_sources
+from builder.images.increment import frame_key
 from builder.images.install_step import CACHE_OWNER_FILE, PATHS, InstallSteps, render_install
 from builder.images.installers import Installer, get_installer
 from builder.images.parent import Parent
@@ -36,6 +37,7 @@ _URL_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@]+@")
 # What each built-in repository type needs in the image for the entrypoint to download.
 TYPE_EXTRAS = {"github": ("github",), "gitlab": ("gitlab",)}
 TYPE_APT = {"git": ("git",)}
+SITE_HELPER = Path(__file__).with_name("site_packages.py")  # run in the container, not imported
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class BaseRecipe:
     checksum: str
     record: dict[str, Any]  # the inputs as builder.images.changes compares them
     project_dir: str = ""  # where the project's install lives in the image; "" for none
+    frame: str = ""  # the checksum of every input but the requirement lines
 
     def __hash__(self) -> int:
         return hash(self.checksum)
@@ -108,11 +111,18 @@ class BaseRecipe:
                 files.add_bytes(f"{staging}/custom/{name}", data)
         return files
 
-    def requirement_files(self, wheels: Path, cache_owner: str | None, *,
-                          tools: bool) -> ContextBuilder:
-        """What the requirements step needs, laid out from `/`; removed before the commit."""
+    def requirement_files(self, wheels: Path, cache_owner: str | None, *, tools: bool,
+                          marker: str = "", previous: bytes | None = None) -> ContextBuilder:
+        """What the requirements step needs, laid out from `/`; removed before the commit.
+        `marker` starts the step's report line; `previous` is what the update step reads of
+        the previous base (builder.images.increment)."""
         files = self._staging(wheels, cache_owner, tools=tools)
         staging = PATHS.staging.lstrip("/")
+        if self.install.update:  # the installer can update a base: the steps report
+            files.add_bytes(PATHS.helper.lstrip("/"), SITE_HELPER.read_bytes())
+            files.add_bytes(f"{staging}/marker", marker.encode("utf-8"))
+        if previous is not None:
+            files.add_bytes(f"{staging}/previous.json", previous)
         if self.requirements:
             files.add_bytes(f"{staging}/requirements/{MAIN_FILE}", self.requirements.text())
             for name, data in self.requirements.files:
@@ -181,7 +191,7 @@ def gather_base(settings: Settings, parent: Parent,
               "parent_digest": parent.id, "python_version": parent.target.version,
               "platform": parent.target.platform, "target": asdict(parent.target)}
     return BaseRecipe(parent, inputs, prefix, steps, requirements, needs, installer,
-                      checksum(inputs), record, project_dir)
+                      checksum(inputs), record, project_dir, frame_key(inputs))
 
 
 def project_requirements(settings: Settings, environment: dict[str, str],

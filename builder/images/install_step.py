@@ -55,12 +55,15 @@ class InstallSteps:
       the repository types, so one committed layer serves every base image built on the same
       parent (builder.images.build finds it by its key) and a change of requirements never
       reinstalls builder;
-    - requirements: the project's requirements, with the download cache mounted.
+    - requirements: the project's requirements, with the download cache mounted;
+    - update: instead of `requirements`, on the project's previous base when only the
+      requirement lines changed (builder.images.increment); "" when the installer cannot.
     """
 
     runtime: str  # run by /bin/sh -c, as root, with the cache at PATHS.cache
     requirements: str  # the same
     changes: tuple[str, ...]  # Dockerfile instructions the last commit applies (LABEL aside)
+    update: str = ""
 
     def text(self) -> str:
         """The steps as a reader (and the checksum) sees them."""
@@ -83,14 +86,22 @@ def render_install(installer: Installer, *, has_requirements: bool,
         runtime += [f"mv {PATHS.staging}/custom {BUILDER_HOME}/custom",
                     _CUSTOM_PTH.format(home=BUILDER_HOME)]
     requirements = _frame(installer)
+    listed = f"{PATHS.requirements_dir}/{MAIN_FILE}"
+    lines = installer.update_requirements(listed, PATHS) if has_requirements else []
+    update = "\n".join([*_frame(installer), *lines]) + "\n" if lines else ""
+    if lines:
+        # what the install adds is reported (builder.images.site_packages), for a later
+        # update of this base; never a failure
+        requirements.append(f"python3 -I {PATHS.helper} snapshot {PATHS.staging} || true")
     if has_requirements:
-        requirements += installer.install_requirements(f"{PATHS.requirements_dir}/{MAIN_FILE}",
-                                                       PATHS)
+        requirements += installer.install_requirements(listed, PATHS)
     if project_dir:
         requirements.append(_PROJECT_HOOK.format(
             hook=f"{PATHS.staging}/project-hook/{install.HOOK_MODULE}.py",
             pth=f"{install.HOOK_MODULE}.pth", pth_text=install.hook_pth().strip()))
     requirements.append(f"mkdir -p {code_dir}")
+    if lines:
+        requirements.append(f"python3 -I {PATHS.helper} report {PATHS.staging} || true")
     changes = [f"ENV {key}={env_quote(value)}" for key, value in sorted(environment.items())]
     if project_dir:
         changes.append(f"ENV BUILDER_PROJECT_DIR={project_dir} PATH={project_dir}/bin:$PATH")
@@ -99,7 +110,7 @@ def render_install(installer: Installer, *, has_requirements: bool,
                 "ENTRYPOINT " + json.dumps([f"{BUILDER_HOME}/bin/builder", "entrypoint", "--"]),
                 "CMD []"]
     return InstallSteps("\n".join(runtime) + "\n", "\n".join(requirements) + "\n",
-                        tuple(changes))
+                        tuple(changes), update)
 
 
 def _frame(installer: Installer) -> list[str]:

@@ -38,6 +38,11 @@ class InstallPaths:
         return f"{self.staging}/tools"
 
     @property
+    def helper(self) -> str:
+        """builder.images.site_packages, handed in: what the requirements step installed."""
+        return f"{self.staging}/site_packages.py"
+
+    @property
     def cached_tools(self) -> str:
         """Where the steps run the installer's tools from: kept in the download cache."""
         return f"{self.cache}/tools"
@@ -63,6 +68,13 @@ class Installer(ABC):
     def install_requirements(self, requirements_file: str, paths: InstallPaths) -> list[str]:
         """Shell lines installing a requirements file into the parent's Python, using the
         download cache at `paths.cache`."""
+
+    def update_requirements(self, requirements_file: str, paths: InstallPaths) -> list[str]:
+        """Shell lines that bring the requirements installed on the previous base to the
+        requirements file, as a fresh install of it would have them
+        (builder.images.increment), with `paths.helper`'s `plan` and `finish`; [] when this
+        installer cannot (every base is then built fresh)."""
+        return []
 
     @abstractmethod
     def install_builder(self, home: str, requirements: Sequence[str],

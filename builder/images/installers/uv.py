@@ -60,6 +60,33 @@ class UvInstaller(Installer):
                 f"{self._uv(paths)} pip install --system --break-system-packages "
                 f"--python python3 --compile-bytecode -r {requirements_file}"]
 
+    def update_requirements(self, requirements_file: str, paths: InstallPaths) -> list[str]:
+        # `plan` takes the requirement lines as the new set when each is `name==version`, and
+        # `uv pip check` then proves they need nothing more; otherwise (exit 76) the new set
+        # is uv's resolution of the lines, which a fresh install of them would install.
+        target = "--system --break-system-packages --python python3"
+        folder, helper, uv = paths.staging, paths.helper, self._uv(paths)
+        return [*PIP_SETTINGS,
+                "apply() {",
+                f"  if [ -s {folder}/remove.txt ]; then "
+                f"{uv} pip uninstall {target} -r {folder}/remove.txt; fi",
+                f"  if grep -qv '^-' {folder}/install.txt; then "
+                f"{uv} pip install {target} --no-deps -r {folder}/install.txt; fi",
+                "}",
+                f"planned=0; python3 -I {helper} plan {folder} || planned=$?",
+                'if [ "$planned" = 0 ]; then',
+                f"  apply; {uv} pip check {target.replace('--break-system-packages ', '')} "
+                "|| planned=76",
+                "fi",
+                'if [ "$planned" = 76 ]; then',
+                f"  {uv} pip compile --quiet --no-header --no-annotate --python python3 "
+                f"-o {folder}/resolved.txt {requirements_file}",
+                f"  planned=0; python3 -I {helper} plan {folder} || planned=$?",
+                '  if [ "$planned" = 0 ]; then apply; fi',
+                "fi",
+                '[ "$planned" = 0 ] || exit "$planned"',
+                f"python3 -I {helper} finish {folder}"]
+
     def install_builder(self, home: str, requirements: Sequence[str],
                         paths: InstallPaths) -> list[str]:
         # `uv venv` needs no ensurepip (Debian's python3-venv), and the environment gets no pip.

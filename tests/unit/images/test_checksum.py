@@ -285,9 +285,14 @@ def test_install_steps_make_builder_then_install_requirements_and_set_the_entryp
         not in steps.runtime
     assert "-r /opt/builder-install/requirements/requirements.txt" in steps.requirements
     assert "/var/cache/builder-install/" + name in steps.requirements
-    assert steps.requirements.rstrip().endswith("mkdir -p /srv/app")
+    report = "\npython3 -I /opt/builder-install/site_packages.py report /opt/builder-install"
+    assert steps.requirements.rstrip().endswith(
+        "mkdir -p /srv/app" + (report + " || true" if name == "uv" else ""))
     for script in (steps.runtime, steps.requirements):
         assert "rm -rf /opt/builder-install" in script and "trap finish EXIT" in script
+    # uv can update the previous base's requirements (builder.images.increment); pip cannot
+    assert ("site_packages.py plan" in steps.update) == (name == "uv")
+    assert steps.update == "" or "trap finish EXIT" in steps.update
     assert steps.changes == ('ENV X="a\\$b c"', 'ENV BUILDER_CODE_DIR="/srv/app"',
                              "WORKDIR /srv/app",
                              'ENTRYPOINT ["/opt/builder/bin/builder", "entrypoint", "--"]',
