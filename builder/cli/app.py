@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from builder.cli import build, code_repository, entrypoint, run, runs, secret, status
-from builder.cli.options import TYPER_SUGGESTS_COMMANDS
+from builder.cli.options import TYPER_OPTIONS
 
 app = typer.Typer(
     name="builder",
@@ -16,7 +16,7 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
-    suggest_commands=TYPER_SUGGESTS_COMMANDS,
+    **TYPER_OPTIONS,
 )
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from builder.cli.options import TYPER_SUGGESTS_COMMANDS, parse_key_values
+from builder.cli.options import TYPER_OPTIONS, parse_key_values
 from builder.cli.output import emit, emit_json, message, table
 from builder.repositories import registry
 from builder.state.store import Store
@@ -15,7 +15,7 @@ app = typer.Typer(
     help="Register the remote repositories your code is pushed to.",
     no_args_is_help=True,
     rich_markup_mode=None,
-    suggest_commands=TYPER_SUGGESTS_COMMANDS,
+    **TYPER_OPTIONS,
 )
 
 REGISTER_HELP = """Register a code repository.

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click.exceptions
+import typer
 
 from builder.errors import UsageError
 
 # click >= 8.4 suggests a close command name itself ("No such command 'stauts'. Did you mean
-# 'status'?"); typer's own suggestion would then print the hint a second time.
-TYPER_SUGGESTS_COMMANDS = not hasattr(click.exceptions, "NoSuchCommand")
+# 'status'?"); typer's own suggestion (typer >= 0.16's `suggest_commands`) would then print the
+# hint a second time. An older typer has neither the option nor a suggestion of its own.
+TYPER_OPTIONS: dict[str, Any] = (
+    {"suggest_commands": not hasattr(click.exceptions, "NoSuchCommand")}
+    if "suggest_commands" in typer.Typer.__init__.__code__.co_varnames else {})
 
 
 def parse_key_values(args: list[str], what: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from builder.cli.options import TYPER_SUGGESTS_COMMANDS
+from builder.cli.options import TYPER_OPTIONS
 from builder.cli.output import emit, emit_json, message, table, warn
 from builder.cli.runs_report import DEFAULT_LIMIT, show_runs
 from builder.errors import UsageError
@@ -19,7 +19,7 @@ app = typer.Typer(
     help="What every `builder run` and `builder build` ran: list, show, rerun, prune.",
     no_args_is_help=True,
     rich_markup_mode=None,
-    suggest_commands=TYPER_SUGGESTS_COMMANDS,
+    **TYPER_OPTIONS,
 )
 
 

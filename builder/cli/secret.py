@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from builder.cli.options import TYPER_SUGGESTS_COMMANDS, parse_key_values
+from builder.cli.options import TYPER_OPTIONS, parse_key_values
 from builder.cli.output import emit, emit_json, message
 from builder.errors import NotRegisteredError, UsageError
 from builder.state import secrets
@@ -14,7 +14,7 @@ app = typer.Typer(
     help="Store tokens for code repositories ({{name.key}} references).",
     no_args_is_help=True,
     rich_markup_mode=None,
-    suggest_commands=TYPER_SUGGESTS_COMMANDS,
+    **TYPER_OPTIONS,
 )
 
 
