@@ -17,7 +17,10 @@ when it resets; a secondary limit without `retry-after` waits at least a minute,
 each repeat, as GitHub asks. A recursive tree listing that GitHub truncates (100,000 entries
 or 7 MB) is completed subtree by subtree, only below the subdirectory that is wanted.
 
-PyGithub is imported lazily and built with its throttle off (`seconds_between_requests=0`)
+Tree listings and blobs, which a container's update and a verified download read, are plain
+REST GETs over requests (the archive's session rules): PyGithub's import would be most of a
+small update's time. PyGithub serves the rest (login, compare, contents). It is imported
+lazily and built with its throttle off (`seconds_between_requests=0`)
 and its own retries off: the shared `RetryPolicy` retries. Features newer than the oldest
 PyGithub builder supports (client-wide laziness, 2.6; compare's page size, 2.9) are used only
 where the installed version has them.
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -127,14 +131,14 @@ def update_files(repo: GitHubProject, base_commit: str, base_directory: str,
     subdir = normalize_subdirectory(repo_sub_directory)
     # One try per request: on any failure the caller downloads the archive, with retries.
     policy = (policy or RetryPolicy.from_environment()).single_try()
-    # A client per thread (PyGithub's is not thread-safe): its connection serves the thread's
+    # A session per thread (requests' is not thread-safe): its connection serves the thread's
     # requests one after another. The two listings go out at once.
-    projects = PerThread(lambda: _project(repo, lazy=True))
+    sessions = PerThread(_session)
     # A truncated listing declines the update: the archive is two requests, a walk is more.
     sizes: dict[str, int] = {}
     old, new = (relative_listing(entries, subdir) for entries in run_all([
-        lambda: _tree_entries(repo, base, policy, projects.get(), walk=False),
-        lambda: _tree_entries(repo, sha, policy, projects.get(), walk=False, sizes=sizes),
+        lambda: _tree_entries(repo, base, policy, sessions.get(), walk=False),
+        lambda: _tree_entries(repo, sha, policy, sessions.get(), walk=False, sizes=sizes),
     ]))
     plan = plan_update(old, new)
     if plan is None:
@@ -144,7 +148,7 @@ def update_files(repo: GitHubProject, base_commit: str, base_directory: str,
 
     def blob(path: str) -> tuple[bytes, str]:
         blob_id = new[path][1]
-        data = _blob(repo, projects.get(), blob_id, policy, what=what)
+        data = _blob(repo, sessions.get(), blob_id, policy, what=what)
         if parse_pointer(data) is not None:
             # Whether the archive holds this file's pointer or its content is the
             # repository's setting: the archive decides, so that a commit's tree never
@@ -154,7 +158,7 @@ def update_files(repo: GitHubProject, base_commit: str, base_directory: str,
 
     return write_update(directory, Path(base_directory), plan, blob, what=what,
                         expected=(lambda: new) if verify else None,
-                        blob=_pointer_reader(repo, projects.get(), policy, what, sizes),
+                        blob=_pointer_reader(repo, sessions.get(), policy, what, sizes),
                         concurrent=True)
 
 
@@ -231,15 +235,7 @@ def _open_tarball(repo: GitHubProject, sha: str, policy: RetryPolicy) -> request
     import requests
 
     url = f"{repo.api_url.rstrip('/')}/repos/{repo.owner}/{repo.repository}/tarball/{sha}"
-    headers = {
-        "Accept": "application/vnd.github+json",
-        "Accept-Encoding": "identity",
-        "User-Agent": f"builder/{__version__}",
-        "X-GitHub-Api-Version": API_VERSION,
-    }
-    token = repo.token
-    if token:
-        headers["Authorization"] = f"token {token}"
+    headers = {**_headers(repo), "Accept-Encoding": "identity"}
     what = _what(repo, sha)
     try:
         response = requests.get(url, headers=headers, stream=True, allow_redirects=True,
@@ -262,9 +258,12 @@ def _message_of(response: requests.Response) -> str:
         body = response.raw.read(64 * 1024, decode_content=True)
     except Exception:
         return ""
-    try:
-        import json
+    return _message(body)
 
+
+def _message(body: bytes) -> str:
+    """The `message` of an error answer's JSON, or the start of its text."""
+    try:
         data = json.loads(body)
         return str(data.get("message", "")) if isinstance(data, dict) else ""
     except ValueError:
@@ -315,9 +314,9 @@ def _gitmodules(repo: GitHubProject, sha: str, policy: RetryPolicy) -> str:
 # ---------------------------------------------------------------------------- tree listing
 
 
-def _tree_entries(repo: GitHubProject, sha: str, policy: RetryPolicy, project: Any = None, *,
-                  subdir: str = "", walk: bool = True,
-                  sizes: dict[str, int] | None = None) -> Entries:
+def _tree_entries(repo: GitHubProject, sha: str, policy: RetryPolicy,
+                  session: requests.Session | None = None, *, subdir: str = "",
+                  walk: bool = True, sizes: dict[str, int] | None = None) -> Entries:
     """The commit's (path, mode, id) entries, at least those below `subdir`.
 
     One recursive listing when GitHub sends it whole. A truncated one ("use the non-recursive
@@ -326,34 +325,42 @@ def _tree_entries(repo: GitHubProject, sha: str, policy: RetryPolicy, project: A
     that holds or leads to `subdir`, itself completed the same way when truncated. With
     `walk=False` a truncated listing is an error instead.
     """
-    if project is None:
-        project = _project(repo, lazy=True)
+    http = session or _session()
     what = _what(repo, sha)
 
-    def tree(tree_sha: str, recursive: bool) -> Any:
-        if recursive:
-            return _call(repo, lambda: project.get_git_tree(tree_sha, recursive=True), policy,
-                         what=what, sha=sha)
-        return _call(repo, lambda: project.get_git_tree(tree_sha), policy, what=what, sha=sha)
+    def tree(tree_sha: str, recursive: bool) -> tuple[list[dict[str, Any]], bool]:
+        # "Setting this parameter to any value returns the objects or subtrees referenced by
+        # the tree" (docs.github.com/rest/git/trees#get-a-tree).
+        listed = _get(repo, http, f"git/trees/{tree_sha}", policy, what=what, sha=sha,
+                      params={"recursive": "1"} if recursive else None)
+        items = listed.get("tree")
+        if not isinstance(items, list) or not all(
+                isinstance(item, dict) and isinstance(item.get("path"), str)
+                and isinstance(item.get("mode"), str) and isinstance(item.get("sha"), str)
+                for item in items):
+            raise DownloadError(f"{what}: GitHub's listing of tree {tree_sha} is not a tree")
+        return items, bool(listed.get("truncated"))
 
     entries: Entries = []
     pending = [(sha, "")]
     while pending:
         tree_sha, prefix = pending.pop()
-        listed = tree(tree_sha, recursive=True)
-        if listed.raw_data.get("truncated"):
+        items, truncated = tree(tree_sha, recursive=True)
+        if truncated:
             if not walk:
                 raise DownloadError(f"{what}: GitHub truncated the commit's tree listing")
-            listed = tree(tree_sha, recursive=False)
-            if listed.raw_data.get("truncated"):
+            items, truncated = tree(tree_sha, recursive=False)
+            if truncated:
                 raise DownloadError(f"{what}: the directory {prefix.rstrip('/') or '/'!r} has "
                                     "more entries than GitHub lists")
-            pending.extend((item.sha, f"{prefix}{item.path}/") for item in listed.tree
-                           if item.type == "tree" and _leads_to(prefix + item.path, subdir))
-        for item in listed.tree:
-            entries.append((prefix + item.path, item.mode, item.sha))
-            if sizes is not None and item.size is not None:
-                sizes[item.sha] = item.size
+            pending.extend((item["sha"], f"{prefix}{item['path']}/") for item in items
+                           if item.get("type") == "tree"
+                           and _leads_to(prefix + item["path"], subdir))
+        for item in items:
+            entries.append((prefix + item["path"], item["mode"], item["sha"]))
+            size = item.get("size")
+            if sizes is not None and isinstance(size, int):
+                sizes[item["sha"]] = size
     return entries
 
 
@@ -363,7 +370,8 @@ def _leads_to(path: str, subdir: str) -> bool:
             or subdir.startswith(path + "/"))
 
 
-def _pointer_reader(repo: GitHubProject, project: Any, policy: RetryPolicy, what: str,
+def _pointer_reader(repo: GitHubProject, session: requests.Session | None,
+                    policy: RetryPolicy, what: str,
                     sizes: Mapping[str, int]) -> Callable[[str], bytes]:
     """Blob id -> its data when it may be a Git LFS pointer (listed size at most 1024 bytes),
     else b"": for verifying a file that holds the content its pointer names."""
@@ -372,19 +380,76 @@ def _pointer_reader(repo: GitHubProject, project: Any, policy: RetryPolicy, what
         size = sizes.get(blob_id)
         if size is None or size > MAX_POINTER_BYTES:
             return b""
-        return _blob(repo, project or _project(repo, lazy=True), blob_id, policy, what=what)
+        return _blob(repo, session or _session(), blob_id, policy, what=what)
 
     return read
 
 
-def _blob(repo: GitHubProject, project: Any, sha: str, policy: RetryPolicy, *,
+def _blob(repo: GitHubProject, session: requests.Session, sha: str, policy: RetryPolicy, *,
           what: str) -> bytes:
     import base64
+    import binascii
 
-    blob = _call(repo, lambda: project.get_git_blob(sha), policy, what=what)
-    if blob.encoding != "base64":
-        raise DownloadError(f"{what}: blob {sha} came in encoding {blob.encoding!r}")
-    return base64.b64decode(blob.content)
+    blob = _get(repo, session, f"git/blobs/{sha}", policy, what=what)
+    encoding, content = blob.get("encoding"), blob.get("content")
+    if encoding != "base64" or not isinstance(content, str):
+        raise DownloadError(f"{what}: blob {sha} came in encoding {encoding!r}")
+    try:
+        return base64.b64decode(content)
+    except (binascii.Error, ValueError):
+        raise DownloadError(f"{what}: blob {sha} is not valid base64") from None
+
+
+# ---------------------------------------------------------------------------- REST reads
+
+
+def _session() -> requests.Session:
+    from builder.code.sessions import origin_bound_session
+
+    return origin_bound_session()
+
+
+def _headers(repo: GitHubProject) -> dict[str, str]:
+    headers = {
+        "Accept": "application/vnd.github+json",
+        "User-Agent": f"builder/{__version__}",
+        "X-GitHub-Api-Version": API_VERSION,
+    }
+    token = repo.token
+    if token:
+        headers["Authorization"] = f"token {token}"
+    return headers
+
+
+def _get(repo: GitHubProject, session: requests.Session, path: str, policy: RetryPolicy, *,
+         what: str, sha: str | None = None,
+         params: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """One GET of the repository's REST API (`{api}/repos/{owner}/{repo}/{path}`): its JSON
+    object, under the retry policy. The reads a download needs go this way rather than
+    through PyGithub, whose import alone (0.13 s) would be most of a small update's time."""
+    import requests
+
+    url = f"{repo.api_url.rstrip('/')}/repos/{repo.owner}/{repo.repository}/{path}"
+
+    def attempt() -> dict[str, Any]:
+        try:  # not streamed: the body is read, and the connection free again, on return
+            response = session.get(url, headers=_headers(repo), params=params,
+                                   timeout=(CONNECT_TIMEOUT, read_timeout()))
+        except requests.RequestException as exc:
+            raise Retryable(DownloadError(f"{what}: {network_failure(exc)}")) from None
+        body = response.content
+        check_status(response.status_code, response.headers, _message(body), what=what,
+                     final=lambda status, text: _final_error(repo, status, text, sha),
+                     rate_limited=_rate_limited)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise DownloadError(f"{what}: GitHub's answer to {path} is not a JSON object")
+        return data
+
+    return policy.run(attempt)
 
 
 # ---------------------------------------------------------------------------- plumbing

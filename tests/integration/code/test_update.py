@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -260,3 +262,36 @@ def test_an_update_across_diverged_histories_gives_the_new_commit_s_tree(
     assert (updated / "app" / "main.py").read_text() == "print('hello')\n"
     assert not (updated / "app" / "branch_only.py").exists()
     assert server.count(kind.archive) == 0  # an update, not a full download
+
+
+def test_a_container_start_that_updates_from_github_does_not_import_pygithub(
+    github_server: Any, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The entrypoint's update reads two listings and a blob as plain REST GETs: PyGithub's
+    import (about 0.13 s) would be most of a small update's time."""
+    server, handle, repo = _fresh(KINDS["github"], request, "imports")
+    first_sha = commit_rich(handle)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("BUILDER_")},
+           "BUILDER_CACHE_DIR": str(tmp_path / "cache"), "BUILDER_TOKEN": server.token,
+           "BUILDER_CODE_REPOSITORY": json.dumps({"type": "github", "name": "r",
+                                                  "config": dict(repo.config)})}
+
+    def start(commit: str, code: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "builder", "entrypoint", "--", "cat", "app/main.py"],
+            env={**env, "BUILDER_COMMIT": commit, "BUILDER_CODE_DIR": str(tmp_path / code),
+                 "PYTHONPROFILEIMPORTTIME": "1"},
+            capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    start(first_sha, "one")
+    sha = _next_commit(handle, {"app/main.py": "print('updated')\n"})
+    server.reset_counts()
+    done = start(sha, "two")
+    assert done.stdout == "print('updated')\n"
+    assert server.count(CODELOAD) == 0 and server.count(r"/git/blobs/") == 1  # an update
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "builder.repositories.github_api" in imported  # the profile did run
+    assert not {name for name in imported if name.split(".")[0] == "github"}
