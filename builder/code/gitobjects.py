@@ -12,6 +12,13 @@ _FILE, _EXECUTABLE, _SYMLINK = "100644", "100755", "120000"
 _DIRECTORY_MODES = ("040000", "40000", "160000")
 
 
+def is_object_id(value: object) -> bool:
+    """A full object id (40 or 64 lower-case hex digits): what git itself prints, never a path
+    or something git could read as an option."""
+    return (isinstance(value, str) and len(value) in (40, 64)
+            and all(c in "0123456789abcdef" for c in value))
+
+
 def blob_sha(data: bytes, algorithm: str = "sha1") -> str:
     """Git's blob id for `data`: the hash of `blob <length>\\0` followed by the data."""
     digest = hashlib.new(algorithm, b"blob %d\0" % len(data))

@@ -408,18 +408,15 @@ class Checkout:
 
 
 def _parse_heads(output: str) -> dict[str, str]:
+    from builder.code.gitobjects import is_object_id
+
     tips: dict[str, str] = {}
     for line in output.splitlines():
         sha, _, ref = line.partition("\t")
         sha = sha.strip()
-        if ref.startswith("refs/heads/") and _is_object_id(sha):
+        if ref.startswith("refs/heads/") and is_object_id(sha):
             tips[ref[len("refs/heads/") :]] = sha
     return tips
-
-
-def _is_object_id(value: str) -> bool:
-    """A full object id (what git itself prints), never something git could read as an option."""
-    return len(value) in (40, 64) and all(c in "0123456789abcdef" for c in value)
 
 
 class GitLocalContext(LocalRepositoryContext):

@@ -53,6 +53,7 @@ from builder.code.download import (
     verify_tree,
     wants_verify,
 )
+from builder.code.gitobjects import is_object_id
 from builder.code.lfs import MAX_POINTER_BYTES, parse_pointer
 from builder.code.retry import (
     Retryable,
@@ -334,9 +335,10 @@ def _tree_entries(repo: GitHubProject, sha: str, policy: RetryPolicy,
         listed = _get(repo, http, f"git/trees/{tree_sha}", policy, what=what, sha=sha,
                       params={"recursive": "1"} if recursive else None)
         items = listed.get("tree")
+        # Each id goes into a later request's path (`git/blobs/{id}`, `git/trees/{id}`).
         if not isinstance(items, list) or not all(
                 isinstance(item, dict) and isinstance(item.get("path"), str)
-                and isinstance(item.get("mode"), str) and isinstance(item.get("sha"), str)
+                and isinstance(item.get("mode"), str) and is_object_id(item.get("sha"))
                 for item in items):
             raise DownloadError(f"{what}: GitHub's listing of tree {tree_sha} is not a tree")
         return items, bool(listed.get("truncated"))

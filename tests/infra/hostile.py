@@ -4,6 +4,8 @@
   slowly enough that no read timeout ever fires (the "1 byte/s" server of the audit).
 - `StallServer` accepts connections, reads the request and never answers (a hung git or
   HTTP server).
+- `CannedServer` answers each GET with the JSON given for its path (the query aside): an API
+  that says whatever a test needs it to.
 - `RedirectServer` answers every GET with a 302 to the same path on another origin
   (`http://localhost:<port>` instead of `http://127.0.0.1:<port>`, the way a GitLab behind a
   misconfigured proxy or a CDN hands a download to another host), and `RecordingServer`
@@ -15,6 +17,7 @@ All of them bind 127.0.0.1 only and run in daemon threads; `stop` ends them.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -90,6 +93,29 @@ class TrickleServer(_Base):
         super().__init__()
         self.interval = interval
         self.sent = 0
+        self.requests: list[str] = []
+
+
+class _Canned(_Quiet):
+    def do_GET(self) -> None:
+        app = self.app
+        app.requests.append(self.path)
+        status, answer = app.answers.get(self.path.split("?", 1)[0],
+                                         (404, {"message": "Not Found"}))
+        body = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class CannedServer(_Base):
+    handler = _Canned
+
+    def __init__(self, answers: dict[str, tuple[int, Any]]) -> None:
+        super().__init__()
+        self.answers = answers
         self.requests: list[str] = []
 
 

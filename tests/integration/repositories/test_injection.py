@@ -81,3 +81,32 @@ def test_an_entrypoint_contract_with_a_helper_url_runs_nothing(tmp_path):
     assert done.returncode == 2, done.stderr
     assert [line for line in done.stderr.splitlines() if line.startswith("builder: error:")]
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("bad_id", ["../../../../user", "a" * 39, "A" * 40, "-" + "a" * 39,
+                                    None, 7])
+def test_an_object_id_from_githubs_listing_goes_into_no_request_unless_it_is_one(bad_id):
+    """Listed ids name the next requests (`git/trees/{id}` of a truncated listing's subtrees,
+    `git/blobs/{id}`): one that is not a full object id fails the listing, and nothing is
+    asked with it."""
+    from builder.errors import DownloadError
+    from builder.repositories.github import GitHubCodeRepository
+    from builder.repositories.github_api import tree_listing
+    from tests.infra.hostile import CannedServer
+
+    sha = "c" * 40
+    good = {"path": "app.py", "mode": "100644", "type": "blob", "sha": "b" * 40, "size": 3}
+    bad = {**good, "path": "evil.py", "sha": bad_id}
+    listing = "/repos/team/app/git/trees/" + sha
+    server = CannedServer({listing: (200, {"sha": sha, "tree": [good], "truncated": False})})
+    server.start()
+    try:
+        repo = GitHubCodeRepository("id", "gh", {"owner": "team", "repository": "app",
+                                                 "url": server.url, "api_url": server.url})
+        assert tree_listing(repo, sha, None) == {"app.py": ("100644", "b" * 40)}  # well-formed
+        server.answers[listing] = (200, {"sha": sha, "tree": [good, bad], "truncated": False})
+        with pytest.raises(DownloadError, match="is not a tree"):
+            tree_listing(repo, sha, None)
+    finally:
+        server.stop()
+    assert [path.split("?")[0] for path in server.requests] == [listing, listing]
