@@ -208,7 +208,7 @@ def download(repository: Downloadable, commit: str, directory: str | os.PathLike
         reset = _frame.set(frame)
         mirrored = _mirror.set(mirror)
         try:
-            fetched = _call_update_files(repository, base, commit, staging, subdir)
+            fetched = _call_update_files(repository, base, commit, staging, subdir, log)
             if fetched is None:
                 _call_download_files(repository, commit, staging, subdir)
             elif log is not None and base is not None:
@@ -236,8 +236,10 @@ def download(repository: Downloadable, commit: str, directory: str | os.PathLike
 
 
 def _call_update_files(repository: Downloadable, base: CachedTree | None, commit: str,
-                       staging: Path, subdir: str) -> int | None:
-    """How many files the update fetched; None when there is none to make (download)."""
+                       staging: Path, subdir: str,
+                       log: Callable[[str], None] | None = None) -> int | None:
+    """How many files the update fetched; None when there is none to make (download). A
+    failed update is logged with its reason: the full download that follows takes longer."""
     update = getattr(repository, "update_files", None)
     if base is None or base.commit == commit or not callable(update):
         return None
@@ -250,6 +252,8 @@ def _call_update_files(repository: Downloadable, base: CachedTree | None, commit
     except BuilderError as exc:
         if any(staging.iterdir()):
             raise _cleaned(exc) from None
+        if log is not None:
+            log(f"no update from {base.commit[:12]} ({_one_line(exc)}): downloading in full")
         return None  # the full download says what is wrong, if something still is
     return fetched if isinstance(fetched, int) else None
 

@@ -86,7 +86,9 @@ def test_an_update_leaves_the_mirror_to_the_caller(github_server: GitHubServer,
     sha = str(handle.commit({"app/main.py": "print(2)\n"}, "next"))
     handle.push()
     mirror = mirror_in(tmp_path)
-    download(repo, sha, tmp_path / "cache", base=base, mirror=mirror)
+    logged: list[str] = []
+    download(repo, sha, tmp_path / "cache", base=base, mirror=mirror, log=logged.append)
+    assert logged == [f"updated from {first[:12]}: 1 changed file fetched"], github_server.requests
     assert not mirror.complete and not any(mirror.path.iterdir())
 
 

@@ -192,8 +192,12 @@ def test_a_failing_update_request_falls_back_to_the_archive_at_once(
     sha = _next_commit(handle, {"app/main.py": "print(5)\n"})
     pattern = getattr(kind, failing)
     server.fail_next(1, status=502, match=pattern)
-    result = download(repo, sha, tmp_path / "code", base=base)
+    logged: list[str] = []
+    result = download(repo, sha, tmp_path / "code", base=base, log=logged.append)
     assert snapshot(result) == archive_snapshot(handle.bare, sha)
+    # the slower start says why: the update's failure, then the full download
+    assert len(logged) == 1 and logged[0].startswith(f"no update from {base.commit[:12]} ("), logged
+    assert "HTTP 502" in logged[0] and logged[0].endswith("): downloading in full"), logged
     # one try each: github's two listings go out at once, so both are asked once
     asked = kind.changes_per_update if failing == "changes" else 1
     assert server.count(pattern) == asked and server.count(kind.archive) == 1
