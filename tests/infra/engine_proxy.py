@@ -52,9 +52,12 @@ class EngineProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # The accept loop ends before the listener's descriptor is closed (see
+        # `hostile.StallServer.stop`): shut it down, which wakes accept(), join, then close.
         self._stopping.set()
         with contextlib.suppress(OSError):
             self._server.shutdown(socket.SHUT_RDWR)
+        self._threads[0].join(timeout=10)  # the accept loop, spawned first
         self._server.close()
         for thread in list(self._threads):
             thread.join(timeout=10)

@@ -198,7 +198,13 @@ class StallServer:
             pass
 
     def stop(self) -> None:
+        # The accept loop ends before the listener's descriptor is closed: a thread still in
+        # accept() on a closed descriptor can take the connections of the next socket given
+        # that number (a later test's server, whose client would then wait for an answer).
         self.stopping.set()
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept() (EINVAL on Linux)
+        self.thread.join(timeout=10)
         self.listener.close()
         for connection in self.connections:
             with contextlib.suppress(OSError):

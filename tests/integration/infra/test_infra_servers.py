@@ -696,3 +696,19 @@ def test_lfs_objects_in_archives(github_server: GitHubServer, gitlab_server: Git
         assert tar_members(smudged.content)[top + "model.bin"] == content
         assert tar_members(pointers.content)[top + "model.bin"] == pointer
         assert tar_members(smudged.content)[top + "small.txt"] == b"s\n"
+
+
+def test_a_stopped_stall_server_has_no_thread_left_in_accept():
+    """When stop() returns, the stall server's accept loop has ended. A thread still blocked in
+    accept() on the closed descriptor would take a connection meant for the next socket
+    given that number (a later test's server, whose client then waited for an answer)."""
+    import socket
+
+    from tests.infra.hostile import StallServer
+    from tests.waiting import wait_for
+
+    server = StallServer().start()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5):
+        wait_for(lambda: server.connections, "the stall server to accept")
+        server.stop()
+    assert not server.thread.is_alive()
