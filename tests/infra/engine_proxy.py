@@ -18,6 +18,8 @@ import threading
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from tests.infra.sockets import stop_accepting
+
 ENGINE_SOCKET = "/var/run/docker.sock"
 
 
@@ -52,13 +54,8 @@ class EngineProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        # The accept loop ends before the listener's descriptor is closed (see
-        # `hostile.StallServer.stop`): shut it down, which wakes accept(), join, then close.
         self._stopping.set()
-        with contextlib.suppress(OSError):
-            self._server.shutdown(socket.SHUT_RDWR)
-        self._threads[0].join(timeout=10)  # the accept loop, spawned first
-        self._server.close()
+        stop_accepting(self._server, self._threads[0])  # the accept loop, spawned first
         for thread in list(self._threads):
             thread.join(timeout=10)
         with contextlib.suppress(FileNotFoundError):

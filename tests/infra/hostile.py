@@ -24,6 +24,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.infra.sockets import stop_accepting
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -198,14 +200,8 @@ class StallServer:
             pass
 
     def stop(self) -> None:
-        # The accept loop ends before the listener's descriptor is closed: a thread still in
-        # accept() on a closed descriptor can take the connections of the next socket given
-        # that number (a later test's server, whose client would then wait for an answer).
         self.stopping.set()
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept() (EINVAL on Linux)
-        self.thread.join(timeout=10)
-        self.listener.close()
+        stop_accepting(self.listener, self.thread)
         for connection in self.connections:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)

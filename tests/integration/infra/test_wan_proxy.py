@@ -8,7 +8,6 @@ proxy only ever adds time, so a slow outlier is this shared machine, not the lin
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import socket
 import subprocess
@@ -23,6 +22,7 @@ import pytest
 from builder.repositories.github import GitHubCodeRepository
 from tests.infra.github_server import GitHubServer
 from tests.infra.server_fixtures import behind_wan
+from tests.infra.sockets import stop_accepting
 from tests.infra.wan_proxy import Exchange, Wan, WanProfile, sequential_round_trips
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -71,12 +71,7 @@ class Peer:
                         conn.sendall(line + b"\n")
 
     def close(self) -> None:
-        # shutdown() wakes the thread in accept(); closing first could leave it accepting on
-        # the descriptor number a later test's socket gets.
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.thread.join(10)
-        self.listener.close()
+        stop_accepting(self.listener, self.thread)
 
 
 @pytest.fixture
